@@ -1,0 +1,60 @@
+// telehub::fhir: the FHIR R4 (4.0.1) REST API over the measurement store.
+//
+// Router::handle() is a pure function from a Request to a Response (no sockets), so every
+// route is unit-tested without a server; http_server.h puts it behind Boost.Beast.
+//
+// Routes ([1/8]), all under /fhir:
+//   GET metadata                 CapabilityStatement
+//   GET Observation?patient=|subject=&code=[system|]code&date=<prefix><date>&_count=&_cursor=
+//                                searchset Bundle of vital-signs Observations, with next link
+//   GET Observation/<id>         one Observation
+//   GET Patient/<id>             pseudonymous Patient (no name, no BSN)
+//   GET Device/<id>              Device
+// Every error is an OperationOutcome with the matching HTTP status (400 bad parameter,
+// 404 unknown resource/route, 405 method, 500 storage failure with no details).
+//
+// Thread-safety: handle() is const and may be called from many threads at once (the store
+// is thread-safe).
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "telehub/storage/store.h"
+
+namespace telehub::fhir {
+
+struct Request {
+  std::string method;   // "GET", "POST", ...
+  std::string target;   // origin-form: path plus optional "?query", percent-encoded
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+};
+
+struct Response {
+  int status = 200;
+  std::string content_type = "application/fhir+json";
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+};
+
+struct RouterOptions {
+  // Absolute base URL used in Bundle links and fullUrls. Default: "http://127.0.0.1:8080/fhir".
+  std::string base_url = "http://127.0.0.1:8080/fhir";
+  // Default and maximum page sizes for searches. Default: 50 and 1000.
+  std::size_t default_count = 50;
+  std::size_t max_count = 1000;
+};
+
+class Router {
+ public:
+  Router(storage::Store& store, RouterOptions options);
+  Response handle(const Request& request) const;
+
+ private:
+  storage::Store& store_;
+  RouterOptions options_;
+};
+
+}  // namespace telehub::fhir

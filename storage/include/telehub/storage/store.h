@@ -1,0 +1,174 @@
+// telehub::storage: the measurement store. One SQLite database file (WAL mode) holds subjects
+// (pseudonyms only), devices, received messages, observations and quarantined messages.
+//
+// Ownership: open_sqlite_store() returns the Store; the three interfaces it hands out
+// (observations(), registry(), quarantine()) live as long as the Store.
+//
+// Writes go through one writer thread that commits in batches (group commit): append() puts a
+// message on the writer's queue and returns only after the transaction holding it has
+// committed (durable: synchronous=FULL in WAL mode). So a caller that acknowledges after
+// append() returns never acknowledges an uncommitted reading. Reads use their own connections
+// and may run concurrently with writes.
+//
+// Thread-safety: every method of every interface may be called from any thread.
+//
+// Error policy: methods return Result and never throw. SQLite busy/locked map to
+// unavailable/db_busy (retryable); other SQLite failures map to internal/db_error;
+// closing the store while appends wait fails them with unavailable/closed.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "telehub/core/bytes.h"
+#include "telehub/core/error.h"
+#include "telehub/core/reading.h"
+#include "telehub/core/time.h"
+#include "telehub/privacy/pseudonym.h"
+
+namespace telehub::storage {
+
+// ---------------------------------------------------------------- observations
+
+// All readings carried by one sealed message: the unit of de-duplication.
+struct MessageBatch {
+  std::string device_id;
+  std::uint64_t sequence = 0;        // envelope sequence; UNIQUE (device_id, sequence)
+  std::string content_hash;          // hex SHA-256 of the sealed envelope bytes
+  core::TimePoint received_at{};
+  std::vector<privacy::PseudonymousReading> readings;  // REQUIRES: non-empty, all same subject
+};
+
+enum class AppendOutcome {
+  kStored,     // new (device, sequence): the readings are now committed
+  kDuplicate,  // (device, sequence) was already stored with the same content hash: nothing written
+  kConflict,   // (device, sequence) already stored with a different content hash: nothing written
+};
+
+struct StoredObservation {
+  std::int64_t id = 0;           // stable, positive; the FHIR Observation id is its decimal text
+  core::Reading reading;         // subject is the pseudonym; device and sequence filled in
+  core::TimePoint received_at{};
+};
+
+// Keyset cursor for paging: the (time, id) of the last row of the previous page.
+struct Cursor {
+  std::int64_t time_ms = 0;
+  std::int64_t id = 0;
+  bool operator==(const Cursor&) const = default;
+};
+
+struct ObservationQuery {
+  std::string subject;                 // REQUIRES: a subject pseudonym
+  std::optional<std::string> code;     // LOINC code; matches the reading code (panels by panel code)
+  std::optional<core::TimePoint> from; // inclusive lower bound on effective time
+  std::optional<core::TimePoint> to;   // exclusive upper bound on effective time
+  std::optional<Cursor> after;         // continue after this row
+  std::size_t limit = 50;              // REQUIRES: 1..1000
+};
+
+struct ObservationPage {
+  std::vector<StoredObservation> items;  // ordered by (effective time, id) ascending
+  std::optional<Cursor> next;            // set when more rows match
+};
+
+class ObservationStore {
+ public:
+  virtual ~ObservationStore() = default;
+
+  // Appends all readings of one message in one transaction, idempotently by
+  // (device_id, sequence). Returns after the commit. Fails with invalid_argument/bad_batch on
+  // an empty batch, unavailable/db_busy or internal/db_error when the commit failed (then
+  // nothing of the batch is stored), unavailable/closed when the store is shutting down.
+  [[nodiscard]] virtual Result<AppendOutcome> append(MessageBatch batch) = 0;
+
+  // One page of a subject's observations. An unknown subject yields an empty page.
+  [[nodiscard]] virtual Result<ObservationPage> search(const ObservationQuery& query) = 0;
+
+  // One observation by id; std::nullopt when there is none.
+  [[nodiscard]] virtual Result<std::optional<StoredObservation>> get(std::int64_t id) = 0;
+
+  // Number of stored observations (all subjects).
+  [[nodiscard]] virtual Result<std::int64_t> count() = 0;
+};
+
+// ---------------------------------------------------------------- subjects and devices
+
+struct DeviceRecord {
+  std::string id;                   // device id (envelope header, MQTT topic)
+  std::string subject;              // subject pseudonym it is bound to
+  std::uint32_t key_id = 1;
+  core::Bytes key;                  // 32-byte AES key. [1/8]: stored as is; [2/8] wraps it under a KEK.
+  core::TimePoint enrolled_at{};
+  bool active = true;
+};
+
+class Registry {
+ public:
+  virtual ~Registry() = default;
+
+  // Records a subject pseudonym (idempotent).
+  [[nodiscard]] virtual Status add_subject(const privacy::SubjectPseudonym& subject) = 0;
+  [[nodiscard]] virtual Result<bool> subject_exists(std::string_view pseudonym) = 0;
+
+  // Adds a device (its subject is added too). Fails with already_exists/device_exists.
+  [[nodiscard]] virtual Status add_device(const DeviceRecord& device) = 0;
+  // The device, or std::nullopt when unknown.
+  [[nodiscard]] virtual Result<std::optional<DeviceRecord>> find_device(std::string_view device_id) = 0;
+  // Devices bound to a subject, by id.
+  [[nodiscard]] virtual Result<std::vector<DeviceRecord>> devices_of(std::string_view pseudonym) = 0;
+};
+
+// ---------------------------------------------------------------- quarantine
+
+struct QuarantineEntry {
+  std::int64_t id = 0;              // assigned by put()
+  core::TimePoint received_at{};
+  std::string topic;
+  std::string device_id;            // as claimed by topic/header; may be empty or unknown
+  std::string reason;               // stable token, e.g. "bad_seal", "unknown_device"
+  std::string detail;               // safe message (no payload bytes, no identifiers)
+  core::Bytes payload;              // the message bytes as received (sealed; never plaintext)
+};
+
+class Quarantine {
+ public:
+  virtual ~Quarantine() = default;
+  // Stores the entry durably; returns its id.
+  [[nodiscard]] virtual Result<std::int64_t> put(const QuarantineEntry& entry) = 0;
+  // Count of entries, all or with one reason.
+  [[nodiscard]] virtual Result<std::int64_t> count(std::optional<std::string_view> reason = std::nullopt) = 0;
+  // Newest first.
+  [[nodiscard]] virtual Result<std::vector<QuarantineEntry>> list(std::size_t limit) = 0;
+};
+
+// ---------------------------------------------------------------- the store
+
+struct StoreOptions {
+  // The database file. REQUIRES: its directory exists. Default: none.
+  std::filesystem::path path;
+  // Most messages committed in one writer transaction. Default: 512.
+  std::size_t max_batch_messages = 512;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+  virtual ObservationStore& observations() = 0;
+  virtual Registry& registry() = 0;
+  virtual Quarantine& quarantine() = 0;
+  // Stops the writer after committing everything queued. Further appends fail with
+  // unavailable/closed. Idempotent; the destructor calls it.
+  virtual void close() = 0;
+};
+
+// Opens (creating and migrating as needed) the SQLite store. Fails with unavailable/db_open
+// when the file cannot be opened, data_loss/db_schema when it holds a newer or foreign schema.
+[[nodiscard]] Result<std::unique_ptr<Store>> open_sqlite_store(const StoreOptions& options, const core::Clock& clock);
+
+}  // namespace telehub::storage
