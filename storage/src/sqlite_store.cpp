@@ -1,1 +1,587 @@
-// placeholder
+// SQLite implementation of the measurement store. See store.h for the contract.
+//
+// Layout (schema version 1):
+//   subjects(pseudonym)                           pseudonyms only, never identifiers
+//   devices(id, subject, key_id, key, ...)
+//   messages(id, device_id, sequence, content_hash, received_ms)   UNIQUE(device_id, sequence)
+//   observations(id, message_id, subject, device_id, sequence, idx, code, value, unit,
+//                time_ms, components, received_ms)                 UNIQUE(message_id, idx)
+//   quarantine(id, received_ms, topic, device_id, reason, detail, payload)
+//
+// Writes: every write is a job run by the single writer thread. The writer takes all queued
+// jobs (up to max_batch_messages), runs each inside its own SAVEPOINT within one transaction,
+// commits, and only then completes the jobs' promises. A job that fails is rolled back to its
+// savepoint without affecting the others; a failed COMMIT fails every job of the batch.
+
+#include <cinttypes>
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <functional>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include "telehub/core/log.h"
+#include "telehub/sqlite/sqlite.h"
+#include "telehub/storage/store.h"
+
+namespace telehub::storage {
+namespace {
+
+using core::Code;
+
+constexpr int kSchemaVersion = 1;
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS subjects(
+  pseudonym TEXT PRIMARY KEY,
+  created_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS devices(
+  id TEXT PRIMARY KEY,
+  subject TEXT NOT NULL REFERENCES subjects(pseudonym),
+  key_id INTEGER NOT NULL,
+  key BLOB NOT NULL,
+  enrolled_ms INTEGER NOT NULL,
+  active INTEGER NOT NULL DEFAULT 1
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS devices_subject ON devices(subject);
+CREATE TABLE IF NOT EXISTS messages(
+  id INTEGER PRIMARY KEY,
+  device_id TEXT NOT NULL,
+  sequence INTEGER NOT NULL,
+  content_hash TEXT NOT NULL,
+  received_ms INTEGER NOT NULL,
+  UNIQUE(device_id, sequence)
+);
+CREATE TABLE IF NOT EXISTS observations(
+  id INTEGER PRIMARY KEY,
+  message_id INTEGER NOT NULL REFERENCES messages(id),
+  subject TEXT NOT NULL,
+  device_id TEXT NOT NULL,
+  sequence INTEGER NOT NULL,
+  idx INTEGER NOT NULL,
+  code TEXT NOT NULL,
+  value REAL,
+  unit TEXT NOT NULL,
+  time_ms INTEGER NOT NULL,
+  components TEXT,
+  received_ms INTEGER NOT NULL,
+  UNIQUE(message_id, idx)
+);
+CREATE INDEX IF NOT EXISTS observations_subject_time ON observations(subject, time_ms, id);
+CREATE INDEX IF NOT EXISTS observations_subject_code_time ON observations(subject, code, time_ms, id);
+CREATE TABLE IF NOT EXISTS quarantine(
+  id INTEGER PRIMARY KEY,
+  received_ms INTEGER NOT NULL,
+  topic TEXT NOT NULL,
+  device_id TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  detail TEXT NOT NULL,
+  payload BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS quarantine_reason ON quarantine(reason);
+)sql";
+
+// Components are stored as "code|value|unit;code|value|unit". LOINC codes and UCUM units
+// never contain '|' or ';' (the hub validates codes and units before storing).
+std::string encode_components(const std::vector<core::Component>& components) {
+  std::string out;
+  char num[40];
+  for (const auto& c : components) {
+    if (!out.empty()) out += ';';
+    std::snprintf(num, sizeof num, "%.17g", c.value);
+    out += c.code + '|' + num + '|' + c.unit;
+  }
+  return out;
+}
+
+std::vector<core::Component> decode_components(std::string_view text) {
+  std::vector<core::Component> out;
+  while (!text.empty()) {
+    auto end = text.find(';');
+    auto item = text.substr(0, end);
+    auto p1 = item.find('|');
+    auto p2 = item.find('|', p1 + 1);
+    if (p1 != std::string_view::npos && p2 != std::string_view::npos) {
+      core::Component c;
+      c.code = std::string(item.substr(0, p1));
+      c.value = std::strtod(std::string(item.substr(p1 + 1, p2 - p1 - 1)).c_str(), nullptr);
+      c.unit = std::string(item.substr(p2 + 1));
+      out.push_back(std::move(c));
+    }
+    if (end == std::string_view::npos) break;
+    text.remove_prefix(end + 1);
+  }
+  return out;
+}
+
+bool storable_text(std::string_view s) { return s.find('|') == s.npos && s.find(';') == s.npos; }
+
+// A unit of work for the writer thread. `run` executes inside a savepoint; its result is
+// delivered only after the enclosing transaction committed.
+struct WriteJob {
+  std::function<Result<std::int64_t>(sqlite::Database&)> run;
+  std::promise<Result<std::int64_t>> done;
+};
+
+class SqliteStore;
+
+class SqliteObservations final : public ObservationStore {
+ public:
+  explicit SqliteObservations(SqliteStore& s) : store_(s) {}
+  Result<AppendOutcome> append(MessageBatch batch) override;
+  Result<ObservationPage> search(const ObservationQuery& query) override;
+  Result<std::optional<StoredObservation>> get(std::int64_t id) override;
+  Result<std::int64_t> count() override;
+
+ private:
+  SqliteStore& store_;
+};
+
+class SqliteRegistry final : public Registry {
+ public:
+  explicit SqliteRegistry(SqliteStore& s) : store_(s) {}
+  Status add_subject(const privacy::SubjectPseudonym& subject) override;
+  Result<bool> subject_exists(std::string_view pseudonym) override;
+  Status add_device(const DeviceRecord& device) override;
+  Result<std::optional<DeviceRecord>> find_device(std::string_view device_id) override;
+  Result<std::vector<DeviceRecord>> devices_of(std::string_view pseudonym) override;
+
+ private:
+  SqliteStore& store_;
+};
+
+class SqliteQuarantine final : public Quarantine {
+ public:
+  explicit SqliteQuarantine(SqliteStore& s) : store_(s) {}
+  Result<std::int64_t> put(const QuarantineEntry& entry) override;
+  Result<std::int64_t> count(std::optional<std::string_view> reason) override;
+  Result<std::vector<QuarantineEntry>> list(std::size_t limit) override;
+
+ private:
+  SqliteStore& store_;
+};
+
+class SqliteStore final : public Store {
+ public:
+  SqliteStore(StoreOptions options, const core::Clock& clock, sqlite::Database writer)
+      : options_(std::move(options)), clock_(clock), writer_db_(std::move(writer)),
+        observations_(*this), registry_(*this), quarantine_(*this) {
+    writer_ = std::thread([this] { writer_loop(); });
+  }
+  ~SqliteStore() override { close(); }
+
+  ObservationStore& observations() override { return observations_; }
+  Registry& registry() override { return registry_; }
+  Quarantine& quarantine() override { return quarantine_; }
+
+  void close() override {
+    {
+      std::lock_guard lock(mutex_);
+      if (closing_) return;
+      closing_ = true;
+    }
+    cv_.notify_all();
+    if (writer_.joinable()) writer_.join();
+  }
+
+  const core::Clock& clock() const { return clock_; }
+
+  // Queues a write job and waits until its transaction committed (or failed).
+  Result<std::int64_t> write(std::function<Result<std::int64_t>(sqlite::Database&)> fn) {
+    WriteJob job{std::move(fn), {}};
+    auto fut = job.done.get_future();
+    {
+      std::lock_guard lock(mutex_);
+      if (closing_) return core::fail(Code::kUnavailable, "closed", "store is closed");
+      queue_.push_back(std::move(job));
+    }
+    cv_.notify_one();
+    return fut.get();
+  }
+
+  // Runs fn with a pooled read connection.
+  template <class F>
+  auto read(F&& fn) -> decltype(fn(std::declval<sqlite::Database&>())) {
+    std::optional<sqlite::Database> db;
+    {
+      std::lock_guard lock(readers_mutex_);
+      if (!readers_.empty()) {
+        db.emplace(std::move(readers_.back()));
+        readers_.pop_back();
+      }
+    }
+    if (!db) {
+      sqlite::OpenOptions ro;
+      ro.read_only = true;
+      auto opened = sqlite::Database::open(options_.path, ro);
+      if (!opened) return tl::unexpected(opened.error());
+      db.emplace(std::move(*opened));
+    }
+    auto result = fn(*db);
+    std::lock_guard lock(readers_mutex_);
+    if (readers_.size() < 8) readers_.push_back(std::move(*db));
+    return result;
+  }
+
+ private:
+  void writer_loop() {
+    for (;;) {
+      std::vector<WriteJob> batch;
+      {
+        std::unique_lock lock(mutex_);
+        cv_.wait(lock, [this] { return closing_ || !queue_.empty(); });
+        if (queue_.empty() && closing_) return;
+        while (!queue_.empty() && batch.size() < options_.max_batch_messages) {
+          batch.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
+      }
+      commit_batch(batch);
+    }
+  }
+
+  void commit_batch(std::vector<WriteJob>& batch) {
+    std::vector<Result<std::int64_t>> results;
+    results.reserve(batch.size());
+    if (auto begin = writer_db_.exec("BEGIN IMMEDIATE"); !begin) {
+      for (auto& job : batch) job.done.set_value(tl::unexpected(begin.error()));
+      return;
+    }
+    for (auto& job : batch) {
+      Result<std::int64_t> r = core::fail(Code::kInternal, "db_error", "savepoint failed");
+      if (writer_db_.exec("SAVEPOINT job")) {
+        r = job.run(writer_db_);
+        if (r) {
+          (void)writer_db_.exec("RELEASE job");
+        } else {
+          (void)writer_db_.exec("ROLLBACK TO job; RELEASE job");
+        }
+      }
+      results.push_back(std::move(r));
+    }
+    if (auto commit = writer_db_.exec("COMMIT"); !commit) {
+      core::log_error("storage", "commit failed: " + commit.error().to_string());
+      (void)writer_db_.exec("ROLLBACK");
+      for (auto& job : batch) job.done.set_value(tl::unexpected(commit.error()));
+      return;
+    }
+    for (std::size_t i = 0; i < batch.size(); ++i) batch[i].done.set_value(std::move(results[i]));
+  }
+
+  StoreOptions options_;
+  const core::Clock& clock_;
+  sqlite::Database writer_db_;
+  SqliteObservations observations_;
+  SqliteRegistry registry_;
+  SqliteQuarantine quarantine_;
+
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<WriteJob> queue_;
+  bool closing_ = false;
+  std::thread writer_;
+
+  std::mutex readers_mutex_;
+  std::vector<sqlite::Database> readers_;
+};
+
+// ---------------------------------------------------------------- observations
+
+constexpr std::int64_t kDuplicate = -1;
+constexpr std::int64_t kConflict = -2;
+
+Result<AppendOutcome> SqliteObservations::append(MessageBatch batch) {
+  if (batch.readings.empty()) return core::fail(Code::kInvalidArgument, "bad_batch", "message has no readings");
+  for (const auto& r : batch.readings) {
+    if (r.subject() != batch.readings.front().subject())
+      return core::fail(Code::kInvalidArgument, "bad_batch", "readings of one message must share a subject");
+    if (!storable_text(r.reading().code) || !storable_text(r.reading().unit))
+      return core::fail(Code::kInvalidArgument, "bad_batch", "code or unit contains '|' or ';'");
+    for (const auto& c : r.reading().components)
+      if (!storable_text(c.code) || !storable_text(c.unit))
+        return core::fail(Code::kInvalidArgument, "bad_batch", "component code or unit contains '|' or ';'");
+  }
+  auto result = store_.write([&batch](sqlite::Database& db) -> Result<std::int64_t> {
+    const auto seq = static_cast<std::int64_t>(batch.sequence);
+    auto find = db.prepare("SELECT content_hash FROM messages WHERE device_id=?1 AND sequence=?2");
+    if (!find) return tl::unexpected(find.error());
+    find->bind(1, std::string_view(batch.device_id)).bind(2, seq);
+    auto row = find->step();
+    if (!row) return tl::unexpected(row.error());
+    if (*row) return find->column_text(0) == batch.content_hash ? kDuplicate : kConflict;
+
+    const auto received = core::to_unix_millis(batch.received_at);
+    auto msg = db.prepare(
+        "INSERT INTO messages(device_id, sequence, content_hash, received_ms) VALUES(?1, ?2, ?3, ?4)");
+    if (!msg) return tl::unexpected(msg.error());
+    msg->bind(1, std::string_view(batch.device_id)).bind(2, seq).bind(3, std::string_view(batch.content_hash)).bind(4, received);
+    if (auto s = msg->run(); !s) return tl::unexpected(s.error());
+    const auto message_id = db.last_insert_rowid();
+
+    auto obs = db.prepare(
+        "INSERT INTO observations(message_id, subject, device_id, sequence, idx, code, value, unit, time_ms,"
+        " components, received_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
+    if (!obs) return tl::unexpected(obs.error());
+    std::int64_t idx = 0;
+    for (const auto& pr : batch.readings) {
+      const auto& r = pr.reading();
+      obs->reset();
+      obs->bind(1, message_id).bind(2, std::string_view(pr.subject().str())).bind(3, std::string_view(batch.device_id));
+      obs->bind(4, seq).bind(5, idx++).bind(6, std::string_view(r.code));
+      if (r.value) obs->bind(7, *r.value); else obs->bind_null(7);
+      obs->bind(8, std::string_view(r.unit)).bind(9, core::to_unix_millis(r.time));
+      if (r.components.empty()) obs->bind_null(10); else obs->bind(10, std::string_view(encode_components(r.components)));
+      obs->bind(11, received);
+      if (auto s = obs->run(); !s) return tl::unexpected(s.error());
+    }
+    return message_id;
+  });
+  if (!result) return tl::unexpected(result.error());
+  if (*result == kDuplicate) return AppendOutcome::kDuplicate;
+  if (*result == kConflict) return AppendOutcome::kConflict;
+  return AppendOutcome::kStored;
+}
+
+constexpr const char* kObservationColumns =
+    "SELECT id, subject, device_id, sequence, code, value, unit, time_ms, components, received_ms FROM observations ";
+
+StoredObservation row_to_observation(const sqlite::Statement& st) {
+  StoredObservation o;
+  o.id = st.column_int64(0);
+  o.reading.subject = st.column_text(1);
+  o.reading.device = st.column_text(2);
+  o.reading.sequence = static_cast<std::uint64_t>(st.column_int64(3));
+  o.reading.code = st.column_text(4);
+  if (!st.column_is_null(5)) o.reading.value = st.column_double(5);
+  o.reading.unit = st.column_text(6);
+  o.reading.time = core::from_unix_millis(st.column_int64(7));
+  if (!st.column_is_null(8)) o.reading.components = decode_components(st.column_text(8));
+  o.received_at = core::from_unix_millis(st.column_int64(9));
+  return o;
+}
+
+Result<ObservationPage> SqliteObservations::search(const ObservationQuery& q) {
+  if (q.limit < 1 || q.limit > 1000) return core::fail(Code::kInvalidArgument, "bad_query", "limit must be 1..1000");
+  return store_.read([&q](sqlite::Database& db) -> Result<ObservationPage> {
+    // Two fixed statements (with and without code) so each can use its own index.
+    std::string sql = kObservationColumns;
+    sql += q.code ? "WHERE subject=?1 AND code=?2 " : "WHERE subject=?1 AND ?2 IS NULL ";
+    sql += "AND time_ms >= ?3 AND time_ms < ?4 AND (time_ms, id) > (?5, ?6) ORDER BY time_ms, id LIMIT ?7";
+    auto st = db.prepare(sql);
+    if (!st) return tl::unexpected(st.error());
+    st->bind(1, std::string_view(q.subject));
+    if (q.code) st->bind(2, std::string_view(*q.code)); else st->bind_null(2);
+    st->bind(3, q.from ? core::to_unix_millis(*q.from) : INT64_MIN);
+    st->bind(4, q.to ? core::to_unix_millis(*q.to) : INT64_MAX);
+    st->bind(5, q.after ? q.after->time_ms : INT64_MIN);
+    st->bind(6, q.after ? q.after->id : INT64_MIN);
+    st->bind(7, static_cast<std::int64_t>(q.limit) + 1);
+    ObservationPage page;
+    for (;;) {
+      auto row = st->step();
+      if (!row) return tl::unexpected(row.error());
+      if (!*row) break;
+      page.items.push_back(row_to_observation(*st));
+    }
+    if (page.items.size() > q.limit) {
+      page.items.pop_back();
+      const auto& last = page.items.back();
+      page.next = Cursor{core::to_unix_millis(last.reading.time), last.id};
+    }
+    return page;
+  });
+}
+
+Result<std::optional<StoredObservation>> SqliteObservations::get(std::int64_t id) {
+  return store_.read([id](sqlite::Database& db) -> Result<std::optional<StoredObservation>> {
+    auto st = db.prepare(std::string(kObservationColumns) + "WHERE id=?1");
+    if (!st) return tl::unexpected(st.error());
+    st->bind(1, id);
+    auto row = st->step();
+    if (!row) return tl::unexpected(row.error());
+    if (!*row) return std::optional<StoredObservation>();
+    return std::optional<StoredObservation>(row_to_observation(*st));
+  });
+}
+
+Result<std::int64_t> scalar(sqlite::Database& db, std::string_view sql, std::optional<std::string_view> arg = {}) {
+  auto st = db.prepare(sql);
+  if (!st) return tl::unexpected(st.error());
+  if (arg) st->bind(1, *arg);
+  auto row = st->step();
+  if (!row) return tl::unexpected(row.error());
+  return *row ? st->column_int64(0) : 0;
+}
+
+Result<std::int64_t> SqliteObservations::count() {
+  return store_.read([](sqlite::Database& db) { return scalar(db, "SELECT count(*) FROM observations"); });
+}
+
+// ---------------------------------------------------------------- registry
+
+Status insert_subject(sqlite::Database& db, std::string_view pseudonym, std::int64_t now_ms) {
+  auto st = db.prepare("INSERT OR IGNORE INTO subjects(pseudonym, created_ms) VALUES(?1, ?2)");
+  if (!st) return tl::unexpected(st.error());
+  st->bind(1, pseudonym).bind(2, now_ms);
+  return st->run();
+}
+
+Status SqliteRegistry::add_subject(const privacy::SubjectPseudonym& subject) {
+  const auto now = core::to_unix_millis(store_.clock().now());
+  auto r = store_.write([&](sqlite::Database& db) -> Result<std::int64_t> {
+    if (auto s = insert_subject(db, subject.str(), now); !s) return tl::unexpected(s.error());
+    return 0;
+  });
+  if (!r) return tl::unexpected(r.error());
+  return {};
+}
+
+Result<bool> SqliteRegistry::subject_exists(std::string_view pseudonym) {
+  return store_.read([pseudonym](sqlite::Database& db) -> Result<bool> {
+    auto n = scalar(db, "SELECT count(*) FROM subjects WHERE pseudonym=?1", pseudonym);
+    if (!n) return tl::unexpected(n.error());
+    return *n > 0;
+  });
+}
+
+Status SqliteRegistry::add_device(const DeviceRecord& d) {
+  const auto now = core::to_unix_millis(store_.clock().now());
+  auto r = store_.write([&](sqlite::Database& db) -> Result<std::int64_t> {
+    if (auto s = insert_subject(db, d.subject, now); !s) return tl::unexpected(s.error());
+    auto st = db.prepare(
+        "INSERT INTO devices(id, subject, key_id, key, enrolled_ms, active) VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
+    if (!st) return tl::unexpected(st.error());
+    st->bind(1, std::string_view(d.id)).bind(2, std::string_view(d.subject)).bind(3, static_cast<std::int64_t>(d.key_id));
+    st->bind_blob(4, d.key).bind(5, core::to_unix_millis(d.enrolled_at)).bind(6, std::int64_t{d.active ? 1 : 0});
+    if (auto s = st->run(); !s) {
+      if (s.error().reason == "db_constraint")
+        return core::fail(Code::kAlreadyExists, "device_exists", "a device with this id is already enrolled");
+      return tl::unexpected(s.error());
+    }
+    return 0;
+  });
+  if (!r) return tl::unexpected(r.error());
+  return {};
+}
+
+constexpr const char* kDeviceColumns = "SELECT id, subject, key_id, key, enrolled_ms, active FROM devices ";
+
+DeviceRecord row_to_device(const sqlite::Statement& st) {
+  DeviceRecord d;
+  d.id = st.column_text(0);
+  d.subject = st.column_text(1);
+  d.key_id = static_cast<std::uint32_t>(st.column_int64(2));
+  d.key = st.column_blob(3);
+  d.enrolled_at = core::from_unix_millis(st.column_int64(4));
+  d.active = st.column_int64(5) != 0;
+  return d;
+}
+
+Result<std::optional<DeviceRecord>> SqliteRegistry::find_device(std::string_view device_id) {
+  return store_.read([device_id](sqlite::Database& db) -> Result<std::optional<DeviceRecord>> {
+    auto st = db.prepare(std::string(kDeviceColumns) + "WHERE id=?1");
+    if (!st) return tl::unexpected(st.error());
+    st->bind(1, device_id);
+    auto row = st->step();
+    if (!row) return tl::unexpected(row.error());
+    if (!*row) return std::optional<DeviceRecord>();
+    return std::optional<DeviceRecord>(row_to_device(*st));
+  });
+}
+
+Result<std::vector<DeviceRecord>> SqliteRegistry::devices_of(std::string_view pseudonym) {
+  return store_.read([pseudonym](sqlite::Database& db) -> Result<std::vector<DeviceRecord>> {
+    auto st = db.prepare(std::string(kDeviceColumns) + "WHERE subject=?1 ORDER BY id");
+    if (!st) return tl::unexpected(st.error());
+    st->bind(1, pseudonym);
+    std::vector<DeviceRecord> out;
+    for (;;) {
+      auto row = st->step();
+      if (!row) return tl::unexpected(row.error());
+      if (!*row) return out;
+      out.push_back(row_to_device(*st));
+    }
+  });
+}
+
+// ---------------------------------------------------------------- quarantine
+
+Result<std::int64_t> SqliteQuarantine::put(const QuarantineEntry& e) {
+  return store_.write([&e](sqlite::Database& db) -> Result<std::int64_t> {
+    auto st = db.prepare(
+        "INSERT INTO quarantine(received_ms, topic, device_id, reason, detail, payload) VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
+    if (!st) return tl::unexpected(st.error());
+    st->bind(1, core::to_unix_millis(e.received_at)).bind(2, std::string_view(e.topic));
+    st->bind(3, std::string_view(e.device_id)).bind(4, std::string_view(e.reason)).bind(5, std::string_view(e.detail));
+    st->bind_blob(6, e.payload);
+    if (auto s = st->run(); !s) return tl::unexpected(s.error());
+    return db.last_insert_rowid();
+  });
+}
+
+Result<std::int64_t> SqliteQuarantine::count(std::optional<std::string_view> reason) {
+  return store_.read([reason](sqlite::Database& db) {
+    return reason ? scalar(db, "SELECT count(*) FROM quarantine WHERE reason=?1", *reason)
+                  : scalar(db, "SELECT count(*) FROM quarantine");
+  });
+}
+
+Result<std::vector<QuarantineEntry>> SqliteQuarantine::list(std::size_t limit) {
+  return store_.read([limit](sqlite::Database& db) -> Result<std::vector<QuarantineEntry>> {
+    auto st = db.prepare(
+        "SELECT id, received_ms, topic, device_id, reason, detail, payload FROM quarantine ORDER BY id DESC LIMIT ?1");
+    if (!st) return tl::unexpected(st.error());
+    st->bind(1, static_cast<std::int64_t>(limit));
+    std::vector<QuarantineEntry> out;
+    for (;;) {
+      auto row = st->step();
+      if (!row) return tl::unexpected(row.error());
+      if (!*row) return out;
+      QuarantineEntry e;
+      e.id = st->column_int64(0);
+      e.received_at = core::from_unix_millis(st->column_int64(1));
+      e.topic = st->column_text(2);
+      e.device_id = st->column_text(3);
+      e.reason = st->column_text(4);
+      e.detail = st->column_text(5);
+      e.payload = st->column_blob(6);
+      out.push_back(std::move(e));
+    }
+  });
+}
+
+Status migrate(sqlite::Database& db) {
+  if (auto s = db.exec("CREATE TABLE IF NOT EXISTS schema_version(version INTEGER NOT NULL)"); !s) return s;
+  auto v = scalar(db, "SELECT coalesce(max(version), 0) FROM schema_version");
+  if (!v) return tl::unexpected(v.error());
+  if (*v > kSchemaVersion)
+    return core::fail(Code::kDataLoss, "db_schema", "database schema is newer than this telehub understands");
+  if (*v == kSchemaVersion) return {};
+  if (auto s = db.exec("BEGIN IMMEDIATE"); !s) return s;
+  auto s = db.exec(kSchema);
+  if (s) s = db.exec("INSERT INTO schema_version(version) VALUES(" + std::to_string(kSchemaVersion) + ")");
+  if (!s) {
+    (void)db.exec("ROLLBACK");
+    return s;
+  }
+  return db.exec("COMMIT");
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> open_sqlite_store(const StoreOptions& options, const core::Clock& clock) {
+  if (options.max_batch_messages == 0)
+    return core::fail(Code::kInvalidArgument, "bad_options", "max_batch_messages must be at least 1");
+  auto db = sqlite::Database::open(options.path);
+  if (!db) return tl::unexpected(db.error());
+  if (auto s = migrate(*db); !s) {
+    if (s.error().reason == "db_schema") return tl::unexpected(s.error());
+    return core::fail(Code::kDataLoss, "db_schema", "cannot create or migrate schema: " + s.error().message);
+  }
+  return std::unique_ptr<Store>(new SqliteStore(options, clock, std::move(*db)));
+}
+
+}  // namespace telehub::storage

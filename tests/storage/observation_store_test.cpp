@@ -1,0 +1,231 @@
+// Conformance tests for storage::Store, run against the SQLite backend (the only one so far).
+#include <catch2/catch.hpp>
+
+#include <set>
+#include <thread>
+
+#include "telehub/storage/store.h"
+#include "test_support.h"
+
+using namespace telehub;
+using storage::AppendOutcome;
+
+namespace {
+
+struct Fixture {
+  testing::TempDir dir;
+  std::unique_ptr<storage::Store> store;
+  std::unique_ptr<privacy::Pseudonymiser> pseudonymiser;
+
+  Fixture() {
+    reopen();
+    pseudonymiser = std::move(*privacy::Pseudonymiser::from_key(core::Bytes(32, 9)));
+  }
+  void reopen() {
+    store.reset();
+    auto s = storage::open_sqlite_store({dir.path() / "telehub.db"}, core::system_clock());
+    REQUIRE(s);
+    store = std::move(*s);
+  }
+  privacy::SubjectPseudonym subject(const std::string& id) const { return pseudonymiser->subject(id); }
+};
+
+core::Reading reading(const std::string& code, double value, const std::string& unit, std::int64_t t_ms) {
+  core::Reading r;
+  r.code = code;
+  r.value = value;
+  r.unit = unit;
+  r.time = core::from_unix_millis(t_ms);
+  return r;
+}
+
+storage::MessageBatch batch(const privacy::SubjectPseudonym& s, const std::string& device, std::uint64_t seq,
+                            std::vector<core::Reading> readings, std::string hash = "") {
+  storage::MessageBatch b;
+  b.device_id = device;
+  b.sequence = seq;
+  b.content_hash = hash.empty() ? "hash-" + std::to_string(seq) : hash;
+  b.received_at = core::from_unix_millis(1'800'000'000'000);
+  for (auto& r : readings) {
+    r.device = device;
+    r.sequence = seq;
+    b.readings.push_back(privacy::PseudonymousReading::bind(r, s));
+  }
+  return b;
+}
+
+}  // namespace
+
+TEST_CASE("append is idempotent by (device, sequence)", "[storage]") {
+  Fixture f;
+  auto s = f.subject("p1");
+  auto b = batch(s, "dev-1", 1, {reading("8867-4", 72, "/min", 1000), reading("9279-1", 16, "/min", 1000)});
+  REQUIRE(f.store->observations().append(b) == AppendOutcome::kStored);
+  REQUIRE(f.store->observations().append(b) == AppendOutcome::kDuplicate);
+  auto other = batch(s, "dev-1", 1, {reading("8867-4", 99, "/min", 1000)}, "different-hash");
+  REQUIRE(f.store->observations().append(other) == AppendOutcome::kConflict);
+  CHECK(*f.store->observations().count() == 2);
+  // Same sequence from another device is a different message.
+  REQUIRE(f.store->observations().append(batch(s, "dev-2", 1, {reading("8867-4", 70, "/min", 2000)})) ==
+          AppendOutcome::kStored);
+  CHECK(*f.store->observations().count() == 3);
+}
+
+TEST_CASE("empty or malformed batches are refused without writing", "[storage]") {
+  Fixture f;
+  auto s = f.subject("p1");
+  auto empty = batch(s, "dev-1", 1, {});
+  auto r = f.store->observations().append(empty);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().reason == "bad_batch");
+  auto bad_unit = batch(s, "dev-1", 2, {reading("8867-4", 72, "/m|in", 1000)});
+  CHECK_FALSE(f.store->observations().append(bad_unit));
+  CHECK(*f.store->observations().count() == 0);
+}
+
+TEST_CASE("search filters by subject, code and time range and pages with a cursor", "[storage]") {
+  Fixture f;
+  auto s1 = f.subject("p1"), s2 = f.subject("p2");
+  for (std::uint64_t i = 1; i <= 25; ++i)
+    REQUIRE(f.store->observations().append(batch(s1, "dev-1", i,
+                                                 {reading("8867-4", 60.0 + i, "/min", i * 60'000),
+                                                  reading("59408-5", 97, "%", i * 60'000)})));
+  REQUIRE(f.store->observations().append(batch(s2, "dev-2", 1, {reading("8867-4", 80, "/min", 60'000)})));
+
+  storage::ObservationQuery q;
+  q.subject = s1.str();
+  q.code = "8867-4";
+  q.limit = 10;
+  std::vector<double> values;
+  std::set<std::int64_t> ids;
+  int pages = 0;
+  for (;;) {
+    auto page = f.store->observations().search(q);
+    REQUIRE(page);
+    ++pages;
+    for (auto& o : page->items) {
+      CHECK(o.reading.subject == s1.str());
+      CHECK(o.reading.code == "8867-4");
+      CHECK(o.reading.device == "dev-1");
+      values.push_back(*o.reading.value);
+      ids.insert(o.id);
+    }
+    if (!page->next) break;
+    q.after = page->next;
+  }
+  CHECK(pages == 3);
+  REQUIRE(values.size() == 25);
+  CHECK(ids.size() == 25);
+  for (std::size_t i = 0; i < values.size(); ++i) CHECK(values[i] == 61.0 + i);
+
+  storage::ObservationQuery range;
+  range.subject = s1.str();
+  range.from = core::from_unix_millis(5 * 60'000);
+  range.to = core::from_unix_millis(8 * 60'000);
+  auto page = f.store->observations().search(range);
+  REQUIRE(page);
+  CHECK(page->items.size() == 6);  // minutes 5, 6, 7; two codes each
+  CHECK_FALSE(page->next);
+
+  storage::ObservationQuery nobody;
+  nobody.subject = f.subject("nobody").str();
+  CHECK(f.store->observations().search(nobody)->items.empty());
+}
+
+TEST_CASE("panels keep their components; get() reads one observation back", "[storage]") {
+  Fixture f;
+  auto s = f.subject("p1");
+  core::Reading bp;
+  bp.code = "85354-9";
+  bp.time = core::from_unix_millis(5000);
+  bp.components = {{"8480-6", 128, "mm[Hg]"}, {"8462-4", 82.5, "mm[Hg]"}};
+  REQUIRE(f.store->observations().append(batch(s, "dev-1", 7, {bp})));
+  storage::ObservationQuery q;
+  q.subject = s.str();
+  auto page = f.store->observations().search(q);
+  REQUIRE(page);
+  REQUIRE(page->items.size() == 1);
+  auto got = f.store->observations().get(page->items[0].id);
+  REQUIRE(got);
+  REQUIRE(got->has_value());
+  const auto& r = (*got)->reading;
+  CHECK_FALSE(r.value);
+  CHECK(r.sequence == 7);
+  CHECK(r.components == bp.components);
+  CHECK_FALSE(f.store->observations().get(999999)->has_value());
+}
+
+TEST_CASE("concurrent appends are all committed exactly once and survive reopening", "[storage]") {
+  Fixture f;
+  auto s = f.subject("p1");
+  constexpr int kThreads = 4, kPer = 200;
+  std::vector<std::thread> threads;
+  std::atomic<int> stored{0}, dup{0};
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPer; ++i) {
+        // Threads overlap on sequences: every message is offered twice.
+        auto seq = static_cast<std::uint64_t>((t / 2) * kPer + i + 1);
+        auto r = f.store->observations().append(batch(s, "dev-1", seq, {reading("8867-4", 70, "/min", seq * 1000)}));
+        if (r && *r == AppendOutcome::kStored) ++stored;
+        if (r && *r == AppendOutcome::kDuplicate) ++dup;
+      }
+    });
+  for (auto& t : threads) t.join();
+  CHECK(stored == 2 * kPer);
+  CHECK(dup == 2 * kPer);
+  f.reopen();
+  CHECK(*f.store->observations().count() == 2 * kPer);
+}
+
+TEST_CASE("registry keeps subjects and devices", "[storage]") {
+  Fixture f;
+  auto s = f.subject("p1");
+  CHECK_FALSE(*f.store->registry().subject_exists(s.str()));
+  storage::DeviceRecord d;
+  d.id = "dev-1";
+  d.subject = s.str();
+  d.key = core::Bytes(32, 0xab);
+  d.key_id = 3;
+  REQUIRE(f.store->registry().add_device(d));
+  CHECK(*f.store->registry().subject_exists(s.str()));
+  auto again = f.store->registry().add_device(d);
+  REQUIRE_FALSE(again);
+  CHECK(again.error().reason == "device_exists");
+  auto found = f.store->registry().find_device("dev-1");
+  REQUIRE(found);
+  REQUIRE(found->has_value());
+  CHECK((*found)->key == d.key);
+  CHECK((*found)->key_id == 3);
+  CHECK((*found)->subject == s.str());
+  CHECK_FALSE(f.store->registry().find_device("dev-2")->has_value());
+  CHECK(f.store->registry().devices_of(s.str())->size() == 1);
+}
+
+TEST_CASE("quarantine stores entries with reasons and counts them", "[storage]") {
+  Fixture f;
+  storage::QuarantineEntry e;
+  e.topic = "telehub/v1/devices/x/readings";
+  e.reason = "bad_seal";
+  e.payload = {1, 2, 3};
+  REQUIRE(f.store->quarantine().put(e));
+  e.reason = "unknown_device";
+  REQUIRE(f.store->quarantine().put(e));
+  REQUIRE(f.store->quarantine().put(e));
+  CHECK(*f.store->quarantine().count() == 3);
+  CHECK(*f.store->quarantine().count("bad_seal") == 1);
+  CHECK(*f.store->quarantine().count("unknown_device") == 2);
+  auto list = f.store->quarantine().list(10);
+  REQUIRE(list);
+  REQUIRE(list->size() == 3);
+  CHECK(list->front().reason == "unknown_device");
+  CHECK(list->back().payload == core::Bytes{1, 2, 3});
+}
+
+TEST_CASE("closed store refuses appends instead of losing them", "[storage]") {
+  Fixture f;
+  f.store->close();
+  auto r = f.store->observations().append(batch(f.subject("p"), "dev-1", 1, {reading("8867-4", 1, "/min", 1)}));
+  REQUIRE_FALSE(r);
+  CHECK(r.error().reason == "closed");
+}
