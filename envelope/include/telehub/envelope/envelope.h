@@ -13,7 +13,10 @@
 //   bad_header           device id empty/too long/bad characters, sequence 0
 //   bad_seal             authentication failed (wrong key, tampered bytes)
 //   bad_key              key is not 32 bytes (seal/open)
-// Messages never contain key or payload bytes.
+//   crypto               OpenSSL itself failed (out of memory)
+// Codes: bad_seal is unauthenticated, crypto is internal, all others invalid_argument.
+// Messages never contain key, identifier or payload bytes. The checks run in the order listed
+// in docs/protocol.md ("Opening"), so every implementation reports the same reason.
 //
 // Thread-safety: stateless functions; safe from any thread.
 #pragma once
@@ -48,7 +51,9 @@ struct Header {
 // True when `id` is a valid device id (1..64 chars of [A-Za-z0-9._-]).
 bool valid_device_id(std::string_view id);
 
-// Seals `plaintext` under `key` (32 bytes). Fails with invalid_argument/bad_header or bad_key.
+// Seals `plaintext` under `key` (32 bytes): returns header || ciphertext || tag. Fails with
+// bad_key, unsupported_version (header.version is not 1) or bad_header. The caller owns the
+// sequence rules: a (key_id, sequence) pair must never be sealed twice under one key.
 [[nodiscard]] Result<core::Bytes> seal(const Header& header, std::span<const std::uint8_t> key,
                                        std::span<const std::uint8_t> plaintext);
 
@@ -57,7 +62,8 @@ bool valid_device_id(std::string_view id);
 [[nodiscard]] Result<Header> peek(std::span<const std::uint8_t> sealed);
 
 // Authenticates and decrypts. On success returns the plaintext; the header it was sealed with
-// is what peek() returns. Fails as peek() does, with bad_key, or with bad_seal.
+// is what peek() returns. Fails with bad_key (checked first), as peek() does, or with bad_seal;
+// no decrypted byte is returned unless the tag verifies.
 [[nodiscard]] Result<core::Bytes> open(std::span<const std::uint8_t> sealed, std::span<const std::uint8_t> key);
 
 // The 12-byte nonce for (key_id, sequence), as docs/protocol.md defines it.

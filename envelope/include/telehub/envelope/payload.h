@@ -27,10 +27,15 @@ namespace telehub::envelope {
 inline constexpr std::size_t kMaxReadingsPerPayload = 1000;
 
 // Encodes readings (code, value, unit, time, components; subject/device/sequence are not part
-// of the payload) as payload v1 JSON. Fails with invalid_argument/bad_payload if empty or too many.
+// of the payload) as compact payload v1 JSON. Fails with invalid_argument/bad_payload if there
+// are no or more than 1000 readings, or a reading decode_payload() would refuse (empty code or
+// unit, non-finite value, value and components together, neither, invalid UTF-8, a time
+// outside the years 0000..9999); the message names the path, e.g. "readings[3].value".
 [[nodiscard]] Result<std::string> encode_payload(std::span<const core::Reading> readings);
 
 // Decodes payload v1 JSON into readings with subject, device and sequence left empty.
+// decode_payload(*encode_payload(x)) == x. Unknown members are ignored; JSON nested deeper than
+// 16 arrays/objects is refused before it is parsed.
 [[nodiscard]] Result<std::vector<core::Reading>> decode_payload(std::span<const std::uint8_t> json);
 
 }  // namespace telehub::envelope
