@@ -1,1 +1,132 @@
-// placeholder
+// Paho MQTT C++ adapter for ingest::Pipeline. Paho headers stay in this file.
+#include "telehub/ingest/mqtt_subscriber.h"
+
+#include <mqtt/async_client.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <thread>
+
+#include "telehub/core/log.h"
+
+namespace telehub::ingest {
+namespace {
+
+class PahoSubscriber final : public MqttSubscriber {
+ public:
+  PahoSubscriber(const SubscriberOptions& options, Pipeline& pipeline)
+      : options_(options),
+        pipeline_(pipeline),
+        client_(options.server_uri, options.client_id, mqtt::create_options(MQTTVERSION_5)) {
+    filter_ = options.shared ? "$share/" + options.share_group + "/" + std::string(kReadingsFilter)
+                             : std::string(kReadingsFilter);
+  }
+
+  ~PahoSubscriber() override { stop(); }
+
+  Status start() {
+    try {
+      client_.set_message_callback([this](mqtt::const_message_ptr msg) { on_message(msg); });
+      client_.set_connection_lost_handler([](const std::string&) {
+        core::log_warn("ingest", "connection to broker lost; reconnecting");
+      });
+      // With a persistent session the broker keeps the subscription, but subscribing again on
+      // every (re)connect also covers a broker that lost its state.
+      client_.set_connected_handler([this](const std::string&) {
+        try {
+          client_.subscribe(filter_, 1);
+        } catch (const std::exception& e) {
+          core::log_error("ingest", std::string("resubscribe failed: ") + e.what());
+        }
+      });
+      mqtt::properties props{{mqtt::property::SESSION_EXPIRY_INTERVAL,
+                              static_cast<int>(options_.session_expiry.count())}};
+      auto connect = mqtt::connect_options_builder()
+                         .mqtt_version(MQTTVERSION_5)
+                         .clean_start(false)
+                         .properties(props)
+                         .keep_alive_interval(std::chrono::seconds(20))
+                         .automatic_reconnect(std::chrono::seconds(1), std::chrono::seconds(30))
+                         .connect_timeout(std::chrono::duration_cast<std::chrono::seconds>(options_.connect_timeout))
+                         .finalize();
+      if (!client_.connect(connect)->wait_for(options_.connect_timeout))
+        return core::fail(core::Code::kUnavailable, "mqtt_connect", "broker did not answer in time");
+      auto sub = client_.subscribe(filter_, 1);
+      if (!sub->wait_for(options_.connect_timeout))
+        return core::fail(core::Code::kUnavailable, "mqtt_connect", "subscription not confirmed in time");
+      core::log_info("ingest", "subscribed to " + filter_ + " at " + options_.server_uri);
+      return {};
+    } catch (const mqtt::exception& e) {
+      return core::fail(core::Code::kUnavailable, "mqtt_connect", std::string("cannot connect to broker: ") + e.what());
+    } catch (const std::exception& e) {
+      return core::fail(core::Code::kUnavailable, "mqtt_connect", e.what());
+    }
+  }
+
+  bool connected() const override {
+    try {
+      return client_.is_connected();
+    } catch (...) {
+      return false;
+    }
+  }
+
+  void stop() override {
+    if (stopping_.exchange(true)) return;
+    try {
+      if (client_.is_connected()) client_.disconnect()->wait_for(std::chrono::seconds(5));
+    } catch (const std::exception& e) {
+      core::log_warn("ingest", std::string("disconnect: ") + e.what());
+    }
+  }
+
+ private:
+  // Runs on Paho's callback thread. Returning acknowledges the message (PUBACK), so it returns
+  // only once the pipeline committed, de-duplicated or quarantined it. Nothing may throw out.
+  void on_message(const mqtt::const_message_ptr& msg) noexcept {
+    try {
+      InboundMessage in;
+      in.topic = msg->get_topic();
+      const auto& payload = msg->get_payload();
+      in.payload.assign(payload.begin(), payload.end());
+      in.received_at = core::system_clock().now();
+      auto backoff = std::chrono::milliseconds(50);
+      for (;;) {
+        Disposition d = pipeline_.process(in);
+        if (d.acknowledge()) return;
+        if (stopping_) {
+          core::log_error("ingest", "stopping with an uncommitted message; exiting without acknowledging it");
+          std::_Exit(75);
+        }
+        std::this_thread::sleep_for(backoff);
+        backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+      }
+    } catch (const std::exception& e) {
+      core::log_error("ingest", std::string("message handler failed; exiting without acknowledging: ") + e.what());
+      std::_Exit(75);
+    }
+  }
+
+  SubscriberOptions options_;
+  Pipeline& pipeline_;
+  mutable mqtt::async_client client_;
+  std::string filter_;
+  std::atomic<bool> stopping_{false};
+};
+
+}  // namespace
+
+Result<std::unique_ptr<MqttSubscriber>> MqttSubscriber::start(const SubscriberOptions& options, Pipeline& pipeline) {
+  if (options.server_uri.empty())
+    return core::fail(core::Code::kInvalidArgument, "mqtt_connect", "no broker URI configured");
+  std::unique_ptr<PahoSubscriber> s;
+  try {
+    s = std::make_unique<PahoSubscriber>(options, pipeline);
+  } catch (const std::exception& e) {
+    return core::fail(core::Code::kInvalidArgument, "mqtt_connect", std::string("bad broker URI: ") + e.what());
+  }
+  if (auto st = s->start(); !st) return tl::unexpected(st.error());
+  return std::unique_ptr<MqttSubscriber>(std::move(s));
+}
+
+}  // namespace telehub::ingest

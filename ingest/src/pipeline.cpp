@@ -1,1 +1,182 @@
-// placeholder
+#include "telehub/ingest/pipeline.h"
+
+#include <openssl/evp.h>
+
+#include <cmath>
+
+#include "telehub/core/codes.h"
+#include "telehub/core/log.h"
+#include "telehub/envelope/envelope.h"
+#include "telehub/envelope/payload.h"
+
+namespace telehub::ingest {
+namespace {
+
+using Kind = Disposition::Kind;
+
+std::string sha256_hex(std::span<const std::uint8_t> bytes) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr);
+  return core::to_hex(std::span<const std::uint8_t>(md, len));
+}
+
+struct Finding {
+  std::string reason;
+  std::string detail;
+};
+
+// Checks one decoded reading against the code table: known LOINC code, the canonical UCUM
+// unit of that code, panel shape, finite value. Unit conversion and plausibility ranges are
+// issue [4/8]; until then any other unit is refused rather than stored wrongly.
+std::optional<Finding> validate(const core::Reading& r, std::size_t index) {
+  const std::string where = "readings[" + std::to_string(index) + "]";
+  const core::CodeInfo* info = core::find_code(r.code);
+  if (!info) return Finding{"unknown_code", where + ".code is not a known LOINC code"};
+  if (info->panel) {
+    if (r.components.empty() || r.value)
+      return Finding{"bad_reading", where + " is a panel: it needs components and no value"};
+    for (std::size_t i = 0; i < r.components.size(); ++i) {
+      const auto& c = r.components[i];
+      const core::CodeInfo* ci = core::find_code(c.code);
+      const std::string cw = where + ".components[" + std::to_string(i) + "]";
+      if (!ci || ci->panel) return Finding{"unknown_code", cw + ".code is not a known component code"};
+      if (c.unit != ci->ucum) return Finding{"bad_unit", cw + ".unit must be " + std::string(ci->ucum)};
+      if (!std::isfinite(c.value)) return Finding{"bad_reading", cw + ".value is not finite"};
+    }
+    return std::nullopt;
+  }
+  if (!r.value || !r.components.empty())
+    return Finding{"bad_reading", where + " needs a value and no components"};
+  if (!std::isfinite(*r.value)) return Finding{"bad_reading", where + ".value is not finite"};
+  if (r.unit != info->ucum) return Finding{"bad_unit", where + ".unit must be " + std::string(info->ucum)};
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::string_view kind_name(Disposition::Kind kind) {
+  switch (kind) {
+    case Kind::kStored: return "stored";
+    case Kind::kDuplicate: return "duplicate";
+    case Kind::kQuarantined: return "quarantined";
+    case Kind::kRetry: return "retry";
+  }
+  return "?";
+}
+
+Pipeline::Pipeline(storage::Store& store, const core::Clock& clock, PipelineOptions options)
+    : store_(store), clock_(clock), options_(options) {}
+
+std::string Pipeline::device_from_topic(std::string_view topic) {
+  if (!topic.starts_with(kTopicPrefix) || !topic.ends_with(kReadingsSuffix)) return {};
+  topic.remove_prefix(kTopicPrefix.size());
+  topic.remove_suffix(kReadingsSuffix.size());
+  if (!envelope::valid_device_id(topic)) return {};
+  return std::string(topic);
+}
+
+Disposition Pipeline::quarantine(const InboundMessage& m, std::string device_id, std::string reason,
+                                 std::string detail) {
+  storage::QuarantineEntry e;
+  e.received_at = received_time(m);
+  e.topic = m.topic;
+  e.device_id = std::move(device_id);
+  e.reason = reason;
+  e.detail = std::move(detail);
+  e.payload = m.payload;
+  if (auto put = store_.quarantine().put(e); !put) return retry(put.error());
+  ++quarantined_;
+  {
+    std::lock_guard lock(reasons_mutex_);
+    ++by_reason_[reason];
+  }
+  core::log_warn("ingest", "quarantined message on " + m.topic + ": " + reason + " (" + e.detail + ")");
+  return Disposition{Kind::kQuarantined, std::move(reason), 0};
+}
+
+core::TimePoint Pipeline::received_time(const InboundMessage& m) const {
+  return m.received_at == core::TimePoint{} ? clock_.now() : m.received_at;
+}
+
+Disposition Pipeline::retry(const core::Error& e) {
+  ++retries_;
+  core::log_error("ingest", "cannot commit message, it stays unacknowledged: " + e.to_string());
+  return Disposition{Kind::kRetry, e.reason, 0};
+}
+
+Disposition Pipeline::process(const InboundMessage& m) {
+  ++received_;
+  if (m.payload.size() > options_.max_message_bytes)
+    return quarantine(m, "", "too_large", "message exceeds " + std::to_string(options_.max_message_bytes) + " bytes");
+
+  std::string topic_device = device_from_topic(m.topic);
+  if (topic_device.empty()) return quarantine(m, "", "bad_topic", "topic is not telehub/v1/devices/<id>/readings");
+
+  auto header = envelope::peek(m.payload);
+  if (!header) return quarantine(m, topic_device, header.error().reason, header.error().message);
+  if (header->device_id != topic_device)
+    return quarantine(m, topic_device, "device_mismatch", "envelope device id differs from the topic's");
+
+  auto device = store_.registry().find_device(topic_device);
+  if (!device) return retry(device.error());
+  if (!*device) return quarantine(m, topic_device, "unknown_device", "no enrolled device with this id");
+  const storage::DeviceRecord& d = **device;
+  if (!d.active) return quarantine(m, topic_device, "device_inactive", "device is not active");
+  if (header->key_id != d.key_id)
+    return quarantine(m, topic_device, "unknown_key", "key id " + std::to_string(header->key_id) + " is not the device's key");
+
+  auto plaintext = envelope::open(m.payload, d.key);
+  if (!plaintext) return quarantine(m, topic_device, plaintext.error().reason, plaintext.error().message);
+
+  auto readings = envelope::decode_payload(*plaintext);
+  if (!readings) return quarantine(m, topic_device, readings.error().reason, readings.error().message);
+
+  auto subject = privacy::SubjectPseudonym::parse(d.subject);
+  if (!subject) return retry(subject.error());  // a corrupt registry row: never guess
+
+  storage::MessageBatch batch;
+  batch.device_id = topic_device;
+  batch.sequence = header->sequence;
+  batch.content_hash = sha256_hex(m.payload);
+  batch.received_at = received_time(m);
+  for (std::size_t i = 0; i < readings->size(); ++i) {
+    core::Reading& r = (*readings)[i];
+    if (auto finding = validate(r, i)) return quarantine(m, topic_device, finding->reason, finding->detail);
+    r.device = topic_device;
+    r.sequence = header->sequence;
+    batch.readings.push_back(privacy::PseudonymousReading::bind(std::move(r), *subject));
+  }
+  const std::size_t n = batch.readings.size();
+
+  auto outcome = store_.observations().append(std::move(batch));
+  if (!outcome) return retry(outcome.error());
+  switch (*outcome) {
+    case storage::AppendOutcome::kStored:
+      ++stored_messages_;
+      stored_readings_ += n;
+      return Disposition{Kind::kStored, "", n};
+    case storage::AppendOutcome::kDuplicate:
+      ++duplicates_;
+      return Disposition{Kind::kDuplicate, "", n};
+    case storage::AppendOutcome::kConflict:
+      return quarantine(m, topic_device, "replay", "sequence " + std::to_string(header->sequence) +
+                                                      " was already stored with different content");
+  }
+  return retry(core::make_error(core::Code::kInternal, "unreachable", "unknown append outcome"));
+}
+
+PipelineCounters Pipeline::counters() const {
+  PipelineCounters c;
+  c.received = received_;
+  c.stored_messages = stored_messages_;
+  c.stored_readings = stored_readings_;
+  c.duplicates = duplicates_;
+  c.quarantined = quarantined_;
+  c.retries = retries_;
+  std::lock_guard lock(reasons_mutex_);
+  c.quarantined_by_reason = by_reason_;
+  return c;
+}
+
+}  // namespace telehub::ingest

@@ -1,0 +1,102 @@
+// ingest::Pipeline: turns one inbound message (topic + sealed bytes) into stored readings, a
+// recognised duplicate, or a quarantine record. It knows nothing of MQTT, so tests and other
+// transports drive it directly; ingest::MqttSubscriber feeds it from the broker.
+//
+// Steps (docs/protocol.md and docs/ingest.md): size limit -> topic -> envelope header ->
+// device look-up (active, key id) -> open (AES-256-GCM) -> payload v1 -> validation (known
+// LOINC code, canonical UCUM unit, panel shape, finite values) -> bind to the device's subject
+// pseudonym -> append (idempotent by device + sequence) -> disposition.
+//
+// Disposition contract (the caller acknowledges the transport message exactly when
+// `acknowledge()` is true):
+//   kStored       committed durably; acknowledge.
+//   kDuplicate    same (device, sequence) and same bytes already stored; acknowledge.
+//   kQuarantined  kept in the quarantine table with `reason`, counted; acknowledge (it would
+//                 only fail again).
+//   kRetry        storage could not commit (or could not quarantine); NOT acknowledged —
+//                 nothing was lost, the message must be offered again.
+// Quarantine reasons: too_large, bad_topic, not_envelope, unsupported_version, bad_header,
+// device_mismatch, unknown_device, device_inactive, unknown_key, bad_seal, bad_payload,
+// unknown_code, bad_unit, bad_reading, replay.
+//
+// Thread-safety: process() may be called from several threads at once; counters are atomic.
+// Error policy: process() never throws and never fails; every outcome is a Disposition.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "telehub/core/bytes.h"
+#include "telehub/core/time.h"
+#include "telehub/storage/store.h"
+
+namespace telehub::ingest {
+
+inline constexpr std::string_view kTopicPrefix = "telehub/v1/devices/";
+inline constexpr std::string_view kReadingsSuffix = "/readings";
+inline constexpr std::string_view kReadingsFilter = "telehub/v1/devices/+/readings";
+
+struct InboundMessage {
+  std::string topic;
+  core::Bytes payload;
+  core::TimePoint received_at{};  // zero: the pipeline's clock supplies it
+};
+
+struct Disposition {
+  enum class Kind { kStored, kDuplicate, kQuarantined, kRetry };
+  Kind kind = Kind::kRetry;
+  std::string reason;        // quarantine reason, or the storage error reason for kRetry
+  std::size_t readings = 0;  // readings stored (kStored) or carried (kDuplicate)
+
+  bool acknowledge() const { return kind != Kind::kRetry; }
+};
+
+std::string_view kind_name(Disposition::Kind kind);
+
+struct PipelineOptions {
+  // Largest accepted message. Default: 256 KiB (docs/protocol.md).
+  std::size_t max_message_bytes = 256 * 1024;
+};
+
+struct PipelineCounters {
+  std::uint64_t received = 0;
+  std::uint64_t stored_messages = 0;
+  std::uint64_t stored_readings = 0;
+  std::uint64_t duplicates = 0;
+  std::uint64_t quarantined = 0;
+  std::uint64_t retries = 0;
+  std::map<std::string, std::uint64_t> quarantined_by_reason;
+};
+
+class Pipeline {
+ public:
+  // The store must outlive the pipeline.
+  Pipeline(storage::Store& store, const core::Clock& clock, PipelineOptions options = {});
+
+  Disposition process(const InboundMessage& message);
+
+  PipelineCounters counters() const;
+
+  // The device id in "telehub/v1/devices/<id>/readings", or empty when the topic has another shape.
+  static std::string device_from_topic(std::string_view topic);
+
+ private:
+  Disposition quarantine(const InboundMessage& m, std::string device_id, std::string reason, std::string detail);
+  Disposition retry(const core::Error& e);
+  core::TimePoint received_time(const InboundMessage& m) const;
+
+  storage::Store& store_;
+  const core::Clock& clock_;
+  PipelineOptions options_;
+
+  std::atomic<std::uint64_t> received_{0}, stored_messages_{0}, stored_readings_{0}, duplicates_{0}, quarantined_{0},
+      retries_{0};
+  mutable std::mutex reasons_mutex_;
+  std::map<std::string, std::uint64_t> by_reason_;
+};
+
+}  // namespace telehub::ingest

@@ -1,0 +1,198 @@
+// ingest::Pipeline driven directly (no MQTT) over a real SQLite store and real envelopes.
+#include <catch2/catch.hpp>
+
+#include "telehub/envelope/envelope.h"
+#include "telehub/envelope/payload.h"
+#include "telehub/ingest/pipeline.h"
+#include "telehub/storage/store.h"
+#include "test_support.h"
+
+using namespace telehub;
+using Kind = ingest::Disposition::Kind;
+
+namespace {
+
+struct Fixture {
+  testing::TempDir dir;
+  std::unique_ptr<storage::Store> store;
+  std::unique_ptr<ingest::Pipeline> pipeline;
+  std::unique_ptr<privacy::Pseudonymiser> pseudonymiser;
+  storage::DeviceRecord device;
+
+  Fixture() {
+    auto s = storage::open_sqlite_store({dir.path() / "telehub.db"}, core::system_clock());
+    REQUIRE(s);
+    store = std::move(*s);
+    pipeline = std::make_unique<ingest::Pipeline>(*store, core::system_clock());
+    pseudonymiser = std::move(*privacy::Pseudonymiser::from_key(core::Bytes(32, 5)));
+    device.id = "dev-test";
+    device.subject = pseudonymiser->subject("patient-1").str();
+    device.key = core::Bytes(32, 0x42);
+    device.key_id = 1;
+    REQUIRE(store->registry().add_device(device));
+  }
+
+  std::string topic(const std::string& id = "dev-test") const { return "telehub/v1/devices/" + id + "/readings"; }
+
+  core::Bytes sealed(std::uint64_t seq, const std::vector<core::Reading>& readings, std::uint32_t key_id = 1,
+                     const std::string& id = "dev-test") const {
+    auto json = envelope::encode_payload(readings);
+    REQUIRE(json);
+    return sealed_json(seq, *json, key_id, id);
+  }
+
+  core::Bytes sealed_json(std::uint64_t seq, const std::string& json, std::uint32_t key_id = 1,
+                          const std::string& id = "dev-test") const {
+    auto bytes = envelope::seal({envelope::kVersion, id, key_id, seq}, device.key, core::as_bytes(json));
+    REQUIRE(bytes);
+    return *bytes;
+  }
+
+  ingest::Disposition send(core::Bytes payload, std::string t = "") const {
+    return pipeline->process({t.empty() ? topic() : t, std::move(payload), core::system_clock().now()});
+  }
+
+  std::int64_t stored() const { return *store->observations().count(); }
+};
+
+core::Reading hr(double v, std::int64_t t_ms = 1'795'860'000'000) {
+  core::Reading r;
+  r.code = "8867-4";
+  r.value = v;
+  r.unit = "/min";
+  r.time = core::from_unix_millis(t_ms);
+  return r;
+}
+
+core::Reading bp(double sys, double dia) {
+  core::Reading r;
+  r.code = "85354-9";
+  r.time = core::from_unix_millis(1'795'860'000'000);
+  r.components = {{"8480-6", sys, "mm[Hg]"}, {"8462-4", dia, "mm[Hg]"}};
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("a sealed message is stored under the device's subject pseudonym", "[ingest]") {
+  Fixture f;
+  auto d = f.send(f.sealed(1, {hr(72), bp(128, 82)}));
+  CHECK(d.kind == Kind::kStored);
+  CHECK(d.readings == 2);
+  CHECK(d.acknowledge());
+  storage::ObservationQuery q;
+  q.subject = f.device.subject;
+  auto page = f.store->observations().search(q);
+  REQUIRE(page);
+  REQUIRE(page->items.size() == 2);
+  for (const auto& o : page->items) {
+    CHECK(o.reading.subject == f.device.subject);
+    CHECK(o.reading.device == "dev-test");
+    CHECK(o.reading.sequence == 1);
+  }
+  CHECK(f.pipeline->counters().stored_readings == 2);
+}
+
+TEST_CASE("a redelivered message is acknowledged and stores nothing new", "[ingest]") {
+  Fixture f;
+  auto msg = f.sealed(5, {hr(70)});
+  REQUIRE(f.send(msg).kind == Kind::kStored);
+  auto again = f.send(msg);
+  CHECK(again.kind == Kind::kDuplicate);
+  CHECK(again.acknowledge());
+  CHECK(f.stored() == 1);
+  CHECK(f.pipeline->counters().duplicates == 1);
+}
+
+TEST_CASE("the same sequence with other content is quarantined as a replay", "[ingest]") {
+  Fixture f;
+  REQUIRE(f.send(f.sealed(5, {hr(70)})).kind == Kind::kStored);
+  auto d = f.send(f.sealed(5, {hr(140)}));
+  CHECK(d.kind == Kind::kQuarantined);
+  CHECK(d.reason == "replay");
+  CHECK(f.stored() == 1);
+}
+
+TEST_CASE("every kind of bad message lands in quarantine with its own reason", "[ingest]") {
+  Fixture f;
+  REQUIRE(f.send(f.sealed(1, {hr(70)})).kind == Kind::kStored);
+
+  auto flipped = f.sealed(2, {hr(71)});
+  flipped[flipped.size() - 20] ^= 0x01;
+  struct Case {
+    std::string name;
+    core::Bytes payload;
+    std::string topic;
+    std::string reason;
+  };
+  core::Reading unknown_code = hr(70);
+  unknown_code.code = "1234-5";
+  core::Reading wrong_unit = hr(70);
+  wrong_unit.unit = "Hz";
+  auto other_key = envelope::seal({1, "dev-test", 1, 9}, core::Bytes(32, 0x99),
+                                  core::as_bytes(*envelope::encode_payload(std::vector<core::Reading>{hr(70)})));
+  REQUIRE(other_key);
+  std::vector<Case> cases = {
+      {"bit flip", flipped, "", "bad_seal"},
+      {"wrong key", *other_key, "", "bad_seal"},
+      {"unknown device", f.sealed(1, {hr(70)}, 1, "dev-nobody"), f.topic("dev-nobody"), "unknown_device"},
+      {"topic/header mismatch", f.sealed(3, {hr(70)}, 1, "dev-other"), "", "device_mismatch"},
+      {"unknown key id", f.sealed(4, {hr(70)}, 2), "", "unknown_key"},
+      {"not an envelope", core::Bytes{'h', 'e', 'l', 'l', 'o'}, "", "not_envelope"},
+      {"bad topic", f.sealed(6, {hr(70)}), "telehub/v1/devices/dev-test/other", "bad_topic"},
+      {"unknown code", f.sealed(7, {unknown_code}), "", "unknown_code"},
+      {"wrong unit", f.sealed(8, {wrong_unit}), "", "bad_unit"},
+      {"no value", f.sealed_json(10, R"({"v":1,"readings":[{"code":"8867-4","unit":"/min","time":"2026-11-28T10:00:00Z"}]})"), "", "bad_payload"},
+      {"panel without components", f.sealed_json(12, R"({"v":1,"readings":[{"code":"85354-9","value":120,"unit":"mm[Hg]","time":"2026-11-28T10:00:00Z"}]})"), "", "bad_reading"},
+      {"not JSON", f.sealed_json(13, "{\"v\":1,"), "", "bad_payload"},
+      {"too large", core::Bytes(300 * 1024, 0x54), "", "too_large"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.name);
+    auto d = f.send(c.payload, c.topic);
+    CHECK(d.kind == Kind::kQuarantined);
+    CHECK(d.reason == c.reason);
+    CHECK(d.acknowledge());
+  }
+  // Nothing else was affected: the one good reading is still there and alone.
+  CHECK(f.stored() == 1);
+  CHECK(*f.store->quarantine().count() == static_cast<std::int64_t>(cases.size()));
+  CHECK(*f.store->quarantine().count("bad_seal") == 2);
+  auto counters = f.pipeline->counters();
+  CHECK(counters.quarantined == cases.size());
+  CHECK(counters.quarantined_by_reason["unknown_device"] == 1);
+  // A valid message after all that is still stored.
+  CHECK(f.send(f.sealed(14, {hr(75)})).kind == Kind::kStored);
+  CHECK(f.stored() == 2);
+}
+
+TEST_CASE("quarantine keeps the sealed bytes, never plaintext", "[ingest]") {
+  Fixture f;
+  core::Reading wrong_unit = hr(70);
+  wrong_unit.unit = "Hz";
+  auto msg = f.sealed(1, {wrong_unit});
+  REQUIRE(f.send(msg).reason == "bad_unit");
+  auto list = f.store->quarantine().list(1);
+  REQUIRE(list);
+  REQUIRE(list->size() == 1);
+  CHECK(list->front().payload == msg);
+  CHECK(list->front().device_id == "dev-test");
+  CHECK(list->front().detail.find("Hz") == std::string::npos);
+}
+
+TEST_CASE("a storage failure is not acknowledged", "[ingest]") {
+  Fixture f;
+  auto msg = f.sealed(1, {hr(70)});
+  f.store->close();  // every write now fails with unavailable/closed
+  auto d = f.send(msg);
+  CHECK(d.kind == Kind::kRetry);
+  CHECK_FALSE(d.acknowledge());
+  CHECK(f.pipeline->counters().retries == 1);
+}
+
+TEST_CASE("device ids are read from the readings topic only", "[ingest]") {
+  CHECK(ingest::Pipeline::device_from_topic("telehub/v1/devices/dev-1/readings") == "dev-1");
+  CHECK(ingest::Pipeline::device_from_topic("telehub/v1/devices//readings").empty());
+  CHECK(ingest::Pipeline::device_from_topic("telehub/v1/devices/a/b/readings").empty());
+  CHECK(ingest::Pipeline::device_from_topic("telehub/v2/devices/dev-1/readings").empty());
+}
