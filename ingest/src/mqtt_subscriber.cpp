@@ -39,17 +39,17 @@ class PahoSubscriber final : public MqttSubscriber {
           core::log_error("ingest", std::string("resubscribe failed: ") + e.what());
         }
       });
-      mqtt::properties props{{mqtt::property::SESSION_EXPIRY_INTERVAL,
-                              static_cast<int>(options_.session_expiry.count())}};
-      auto connect = mqtt::connect_options_builder()
-                         .mqtt_version(MQTTVERSION_5)
-                         .clean_start(false)
-                         .properties(props)
-                         .keep_alive_interval(std::chrono::seconds(20))
-                         .automatic_reconnect(std::chrono::seconds(1), std::chrono::seconds(30))
-                         .connect_timeout(std::chrono::duration_cast<std::chrono::seconds>(options_.connect_timeout))
-                         .finalize();
-      if (!client_.connect(connect)->wait_for(options_.connect_timeout))
+      // Paho C++ 1.2.0 loses the CONNECT properties when connect_options is copied (the
+      // builder copies; fixed upstream in 1.3.0), which silently drops the session expiry.
+      // So the options are set on a member that outlives connect(), without a builder.
+      connect_options_.set_mqtt_version(MQTTVERSION_5);  // also clears the v3 cleansession flag
+      connect_options_.set_clean_start(false);
+      connect_options_.set_properties(mqtt::properties{
+          mqtt::property(mqtt::property::SESSION_EXPIRY_INTERVAL, static_cast<int>(options_.session_expiry.count()))});
+      connect_options_.set_keep_alive_interval(std::chrono::seconds(20));
+      connect_options_.set_connect_timeout(std::chrono::duration_cast<std::chrono::seconds>(options_.connect_timeout));
+      connect_options_.set_automatic_reconnect(std::chrono::seconds(1), std::chrono::seconds(30));
+      if (!client_.connect(connect_options_)->wait_for(options_.connect_timeout))
         return core::fail(core::Code::kUnavailable, "mqtt_connect", "broker did not answer in time");
       auto sub = client_.subscribe(filter_, 1);
       if (!sub->wait_for(options_.connect_timeout))
@@ -110,6 +110,7 @@ class PahoSubscriber final : public MqttSubscriber {
   SubscriberOptions options_;
   Pipeline& pipeline_;
   mutable mqtt::async_client client_;
+  mqtt::connect_options connect_options_;
   std::string filter_;
   std::atomic<bool> stopping_{false};
 };

@@ -3,12 +3,22 @@
 //
 // start() writes a mosquitto.conf into options.dir, starts `mosquitto -c <conf>`, and returns
 // once the broker accepts TCP connections on its port. The broker persists its queue under
-// options.dir. stop() sends SIGTERM, waits (then SIGKILL after a timeout) and reaps the child;
-// the destructor calls stop().
+// options.dir (mosquitto.db) and logs to options.dir/mosquitto.log. stop() sends SIGTERM, waits
+// (then SIGKILL after a timeout) and reaps the child; the destructor calls stop().
 //
-// Error policy: Result, never throws. Reasons: broker_config (cannot write config),
-// broker_exec (cannot start the program), broker_start (exited or did not listen in time; the
-// message includes the tail of the broker log).
+// For now anonymous clients are allowed: the broker is only safe because it listens on loopback.
+// TLS with client certificates and ACLs come later.
+//
+// Error policy: Result, never throws. Reasons: broker_config (bad options, cannot resolve the
+// host, cannot write config), broker_exec (program not found or cannot be executed),
+// broker_start (port already in use, exited or did not listen in time; the message includes the
+// tail of the broker log).
+//
+// Lifetimes: the child runs in its own process group (a terminal's Ctrl-C does not reach it) and
+// gets SIGTERM when its owner dies (PR_SET_PDEATHSIG). Linux sends that signal when the *thread*
+// that called start() exits, so call start() from a thread that lives as long as the broker
+// (normally the main thread). When run as root, the broker stays root (`user root`) so that it
+// can use options.dir.
 //
 // Thread-safety: not thread-safe; one owner.
 #pragma once
@@ -29,7 +39,8 @@ struct BrokerOptions {
   std::filesystem::path dir;
   // Listen address. Default: 127.0.0.1 (loopback only).
   std::string host = "127.0.0.1";
-  // Port; 0 picks a free port. Default: 0.
+  // Port; 0 picks a free port (and picks again if it is taken before Mosquitto binds it).
+  // Default: 0.
   std::uint16_t port = 0;
   // Keep the queue on disk across broker restarts. Default: true.
   bool persistence = true;
@@ -39,7 +50,8 @@ struct BrokerOptions {
   // Per-client queue limits; 0 means unlimited. Mosquitto's default (1000 messages) silently
   // drops the excess for a slow subscriber. Default: 0 (unlimited).
   int max_queued_messages = 0;
-  // The mosquitto program. Default: "mosquitto" found on PATH, else /usr/sbin/mosquitto.
+  // The mosquitto program: a path, or a name looked up on PATH, then in /usr/sbin and
+  // /usr/local/sbin. Default: "mosquitto".
   std::string program = "mosquitto";
   // How long to wait for the port to accept connections. Default: 10 s.
   std::chrono::milliseconds start_timeout{10000};
@@ -60,7 +72,8 @@ class EmbeddedBroker {
   virtual void stop() = 0;
 };
 
-// A TCP port on `host` that was free when asked (bind to port 0, read it, close).
+// A TCP port on `host` that was free when asked (bind to port 0, read it, close). Fails with
+// broker_config when the host cannot be resolved or bound.
 [[nodiscard]] Result<std::uint16_t> find_free_port(const std::string& host = "127.0.0.1");
 
 }  // namespace telehub::broker

@@ -2,13 +2,23 @@
 // broker at QoS 1, and the vital-signs simulator that feeds it in the demo.
 //
 // Sequence numbers: the gateway keeps the last used sequence in a state file next to its
-// provisioning file (`<provisioning>.seq`) and writes (and fsyncs) the new value before
-// sealing, so a sequence is never reused under a key, even after a crash.
+// provisioning file (`<provisioning>.seq`, docs/protocol.md section 4.1) and writes (and fsyncs)
+// the new value before sealing, so a sequence is never reused under a key, even after a crash.
+// While a Gateway lives it holds an flock on `<state file>.lock`, so a second Gateway (in this or
+// another process) cannot share the state file and reuse sequence numbers.
+//
+// MQTT: v5, clean start off with a one-day session expiry and automatic reconnect (1 s to 30 s),
+// so QoS 1 messages in flight when the connection drops are retransmitted, with the same bytes,
+// after reconnecting. Messages published while reconnecting wait in the client (up to 100).
 //
 // Error policy: Result, never throws (Paho exceptions are caught inside). Reasons:
-// mqtt_connect, mqtt_publish (broker unreachable / publish not acknowledged in time),
-// sequence_state (state file unreadable/unwritable).
+// mqtt_connect (broker unreachable or refused the connection), mqtt_publish (not acknowledged
+// within publish_timeout, or the gateway is disconnected), sequence_state (state file
+// unreadable, unwritable, not a number, or locked by another Gateway), bad_provisioning (device
+// id or key unusable), and envelope's bad_payload (no readings or too many).
 // Thread-safety: a Gateway is used by one thread at a time.
+//
+// Lifetimes: the destructor disconnects; the broker keeps the session until it expires.
 #pragma once
 
 #include <chrono>
@@ -26,45 +36,56 @@
 namespace telehub::gateway {
 
 struct GatewayOptions {
-  // Where the sequence state lives. Default: empty = "<provisioning path>.seq" as given to
-  // Gateway::connect, or no persistence when both are empty (tests only).
+  // Where the sequence state lives; callers pass "<provisioning file>.seq" (connect() only sees
+  // the parsed Provisioning, not its path). Default: empty = kept in memory only, starting at 0:
+  // tests only, because a restarted gateway would reuse nonces under the same key.
   std::filesystem::path sequence_file;
   // MQTT client id. Default: the device id.
   std::string client_id;
-  // How long to wait for the broker's PUBACK. Default: 10 s.
+  // How long to wait for the broker's PUBACK, and for the CONNACK in connect(). Default: 10 s.
   std::chrono::milliseconds publish_timeout{10000};
 };
 
 class Gateway {
  public:
-  // Connects to p.broker_uri (MQTT 5, clean session off). Fails with unavailable/mqtt_connect.
+  // Reads the sequence state, then connects to p.broker_uri (MQTT 5, clean start off) and waits
+  // for the CONNACK. Fails with unavailable/mqtt_connect, sequence_state or bad_provisioning.
   [[nodiscard]] static Result<std::unique_ptr<Gateway>> connect(const Provisioning& p, const GatewayOptions& options);
   virtual ~Gateway() = default;
 
   // Encodes readings as payload v1, seals them under the next sequence number and publishes
   // at QoS 1, waiting for the broker's acknowledgement. Returns the sequence used.
+  // The sequence is used up once it is stored, even if publishing then fails; after an
+  // mqtt_publish timeout the message may still be delivered later (same bytes, same sequence).
+  // Invalid readings (bad_payload) use up no sequence number.
   [[nodiscard]] virtual Result<std::uint64_t> publish(std::span<const core::Reading> readings) = 0;
 
-  // Publishes raw bytes on the device's readings topic (for tests of hostile input).
+  // Publishes raw bytes on the device's readings topic at QoS 1 and waits for the
+  // acknowledgement (for tests of hostile input). Uses no sequence number.
   [[nodiscard]] virtual Status publish_raw(std::span<const std::uint8_t> bytes) = 0;
 
   // The last sequence used (0 before the first publish).
   virtual std::uint64_t last_sequence() const = 0;
+  // Disconnects cleanly (idempotent); publish() then fails with mqtt_publish.
   virtual void disconnect() = 0;
 };
 
-// Produces plausible vital signs for one simulated patient: values with a daily rhythm
-// (lower heart rate and blood pressure at night) and noise. Deterministic for a seed.
+// Produces plausible vital signs for one simulated patient: values with a daily rhythm by UTC
+// hour (lower heart rate and blood pressure at night) and noise, rounded as devices report them
+// (integers; temperature and weight to 0.1). Deterministic for a seed and the same sequence of
+// sample() times (with one standard library: <random> distributions are implementation-defined).
+// Thread-safety: not thread-safe; one simulator per thread.
 class VitalsSimulator {
  public:
   explicit VitalsSimulator(std::uint64_t seed);
   // One set of readings taken at `t`: heart rate, SpO2, respiratory rate, temperature, blood
-  // pressure panel, and (first call of a day) weight.
+  // pressure panel, and (first call of a UTC day) weight. Subject, device and sequence are empty.
   std::vector<core::Reading> sample(core::TimePoint t);
 
  private:
   std::mt19937_64 rng_;
   double baseline_hr_, baseline_sys_, baseline_dia_, baseline_weight_, baseline_temp_;
+  double baseline_spo2_, baseline_rr_;
   std::int64_t last_weight_day_ = -1;
 };
 
