@@ -1,0 +1,17 @@
+// The telehub subcommands. Each returns the process exit status: 0 success, 1 runtime
+// failure, 2 usage error. Errors are printed as "telehub: <message>" on stderr.
+#pragma once
+
+#include "telehub/core/error.h"
+
+namespace telehub::apps {
+
+int cmd_serve(int argc, char** argv);
+int cmd_device(int argc, char** argv);
+int cmd_simulate(int argc, char** argv);
+int cmd_quarantine(int argc, char** argv);
+
+// Prints "telehub: <message> [<reason>]" on stderr and returns 1.
+int fail_with(const core::Error& e);
+
+}  // namespace telehub::apps

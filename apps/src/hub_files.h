@@ -1,0 +1,41 @@
+// The data directory of a telehub installation and the small runtime file that tells other
+// commands (enroll, simulate, the demo) where the running hub's broker and API are.
+//
+//   <data>/telehub.db             measurement store (SQLite, WAL)
+//   <data>/keys/pseudonym.key     pseudonymisation key (mode 0600)
+//   <data>/broker/                embedded Mosquitto: config, persistence, log
+//   <data>/provisioning/<dev>.json  provisioning files written at enrolment (secret: 0600)
+//   <data>/hub.json               {"broker": "tcp://...", "fhir": "http://.../fhir"} written by serve
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "telehub/core/error.h"
+
+namespace telehub::apps {
+
+struct DataDir {
+  std::filesystem::path root;
+  std::filesystem::path db() const { return root / "telehub.db"; }
+  std::filesystem::path pseudonym_key() const { return root / "keys" / "pseudonym.key"; }
+  std::filesystem::path broker_dir() const { return root / "broker"; }
+  std::filesystem::path provisioning_dir() const { return root / "provisioning"; }
+  std::filesystem::path hub_file() const { return root / "hub.json"; }
+};
+
+// Creates the directory (mode 0700) if needed. Fails with unavailable/data_dir.
+[[nodiscard]] Result<DataDir> open_data_dir(const std::filesystem::path& root);
+
+struct HubInfo {
+  std::string broker_uri;        // "tcp://127.0.0.1:41883"
+  std::string fhir_base;         // "http://127.0.0.1:8080/fhir"
+  int embedded_broker_port = 0;  // the port the embedded broker used (reused on restart)
+};
+
+[[nodiscard]] Status write_hub_info(const DataDir& dir, const HubInfo& info);
+// std::nullopt when serve has never run here.
+[[nodiscard]] Result<std::optional<HubInfo>> read_hub_info(const DataDir& dir);
+
+}  // namespace telehub::apps

@@ -1,0 +1,149 @@
+// `telehub simulate`: enrols N simulated patients' devices (once; later runs reuse their
+// provisioning files) and publishes plausible vital signs for them through the broker, sealed
+// with each device's key: first a history (default 24 h at 15-minute steps), then live
+// readings every --interval-ms until stopped or --duration-s has passed.
+#include <csignal>
+#include <iostream>
+#include <thread>
+
+#include "args.h"
+#include "commands.h"
+#include "enrol.h"
+#include "hub_files.h"
+#include "telehub/gateway/gateway.h"
+#include "telehub/privacy/pseudonym.h"
+
+namespace telehub::apps {
+namespace {
+
+volatile std::sig_atomic_t g_stop = 0;
+void on_signal(int) { g_stop = 1; }
+
+constexpr const char* kSimulateHelp = R"(usage: telehub simulate [options]
+  --data DIR            data directory of the hub (default ./data)
+  --patients N          simulated patients, 1..1000 (default 3)
+  --history-hours H     hours of past readings to send first, 0..8760 (default 24)
+  --interval-ms MS      pause between live rounds (default 5000)
+  --duration-s S        stop after S seconds of live readings; 0 = until Ctrl-C (default 0)
+  --broker URI          broker to publish to (default: the one in <data>/hub.json, written by serve)
+)";
+
+struct SimPatient {
+  std::string subject_id;
+  std::string pseudonym;
+  std::unique_ptr<gateway::Gateway> gw;
+  gateway::VitalsSimulator sim;
+  std::uint64_t published = 0;
+};
+
+Status publish_chunked(SimPatient& p, const std::vector<core::Reading>& readings) {
+  constexpr std::size_t kChunk = 200;
+  for (std::size_t i = 0; i < readings.size(); i += kChunk) {
+    std::span<const core::Reading> part(readings.data() + i, std::min(kChunk, readings.size() - i));
+    auto seq = p.gw->publish(part);
+    if (!seq) return tl::unexpected(seq.error());
+    p.published += part.size();
+  }
+  return {};
+}
+
+}  // namespace
+
+int cmd_simulate(int argc, char** argv) {
+  auto parsed = parse_args(argc, argv, 2, {"data", "patients", "history-hours", "interval-ms", "duration-s", "broker"},
+                           {"help"});
+  if (!parsed) {
+    std::cerr << "telehub: " << parsed.error().message << "\n" << kSimulateHelp;
+    return 2;
+  }
+  const Args& args = *parsed;
+  if (args.has("help")) {
+    std::cout << kSimulateHelp;
+    return 0;
+  }
+  auto patients = args.get_int("patients", 3, 1, 1000);
+  auto history = args.get_int("history-hours", 24, 0, 8760);
+  auto interval = args.get_int("interval-ms", 5000, 10, 3'600'000);
+  auto duration = args.get_int("duration-s", 0, 0, 10'000'000);
+  for (const auto* r : {&patients, &history, &interval, &duration})
+    if (!*r) {
+      std::cerr << "telehub: " << r->error().message << "\n";
+      return 2;
+    }
+
+  auto dir = open_data_dir(args.get("data", "data"));
+  if (!dir) return fail_with(dir.error());
+  std::string broker_uri = args.get("broker");
+  if (broker_uri.empty()) {
+    auto info = read_hub_info(*dir);
+    if (!info) return fail_with(info.error());
+    if (!*info) {
+      std::cerr << "telehub: no broker known: start `telehub serve --data " << dir->root.string()
+                << "` first, or pass --broker tcp://host:port\n";
+      return 2;
+    }
+    broker_uri = (*info)->broker_uri;
+  }
+  auto pseudonymiser = privacy::Pseudonymiser::open_key_file(dir->pseudonym_key());
+  if (!pseudonymiser) return fail_with(pseudonymiser.error());
+
+  std::vector<SimPatient> sims;
+  {
+    auto store = storage::open_sqlite_store({dir->db()}, core::system_clock());
+    if (!store) return fail_with(store.error());
+    for (long long i = 1; i <= *patients; ++i) {
+      const std::string subject_id = "sim-patient-" + std::to_string(i);
+      const auto file = dir->provisioning_dir() / (subject_id + ".json");
+      if (!std::filesystem::exists(file)) {
+        auto e = enrol_device(*dir, **store, subject_id, broker_uri, file);
+        if (!e) return fail_with(e.error());
+        std::cout << "enrolled " << e->device_id << " for " << subject_id << " (Patient/" << e->subject_pseudonym << ")\n";
+      }
+      auto p = gateway::load_provisioning(file);
+      if (!p) return fail_with(p.error());
+      p->broker_uri = broker_uri;  // the embedded broker may have moved since enrolment
+      gateway::GatewayOptions go;
+      go.sequence_file = file;
+      go.sequence_file += ".seq";
+      auto gw = gateway::Gateway::connect(*p, go);
+      if (!gw) return fail_with(gw.error());
+      sims.push_back(SimPatient{subject_id, (*pseudonymiser)->subject(subject_id).str(), std::move(*gw),
+                                gateway::VitalsSimulator(static_cast<std::uint64_t>(i)), 0});
+    }
+  }
+
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+
+  const auto now = core::system_clock().now();
+  if (*history > 0) {
+    for (auto& p : sims) {
+      std::vector<core::Reading> readings;
+      for (auto t = now - std::chrono::hours(*history); t < now && !g_stop; t += std::chrono::minutes(15)) {
+        auto sample = p.sim.sample(t);
+        readings.insert(readings.end(), sample.begin(), sample.end());
+      }
+      if (auto s = publish_chunked(p, readings); !s) return fail_with(s.error());
+      std::cout << p.subject_id << " (Patient/" << p.pseudonym << "): sent " << p.published << " readings of history\n";
+    }
+  }
+  std::cout << "simulating live readings every " << *interval << " ms; stop with Ctrl-C" << std::endl;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(*duration);
+  while (!g_stop && (*duration == 0 || std::chrono::steady_clock::now() < deadline)) {
+    for (auto& p : sims) {
+      auto sample = p.sim.sample(core::system_clock().now());
+      if (auto s = publish_chunked(p, sample); !s) return fail_with(s.error());
+    }
+    for (long long waited = 0; waited < *interval && !g_stop; waited += 50)
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min<long long>(50, *interval - waited)));
+  }
+  std::uint64_t total = 0;
+  for (auto& p : sims) {
+    total += p.published;
+    p.gw->disconnect();
+  }
+  std::cout << "simulator stopped after publishing " << total << " readings" << std::endl;
+  return 0;
+}
+
+}  // namespace telehub::apps

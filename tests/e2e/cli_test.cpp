@@ -1,0 +1,128 @@
+// The real `telehub` and `telehub-gateway` binaries, as the README and the demo use them.
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "test_support.h"
+
+using namespace telehub;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string bin(const std::string& name) { return std::string(TELEHUB_BINARY_DIR) + "/apps/" + name; }
+
+std::string slurp(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Starts `telehub serve` in the background; returns its pid.
+pid_t spawn_serve(const std::filesystem::path& data, const std::filesystem::path& log) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    std::freopen(log.c_str(), "w", stdout);
+    std::freopen(log.c_str(), "a", stderr);
+    std::string b = bin("telehub"), d = data.string();
+    execl(b.c_str(), b.c_str(), "serve", "--data", d.c_str(), "--http-port", "0", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  return pid;
+}
+
+std::size_t count_of(const std::string& text, const std::string& needle) {
+  std::size_t n = 0;
+  for (auto pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1)) ++n;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("telehub CLI: usage errors are clear and exit non-zero", "[e2e][cli]") {
+  testing::TempDir dir;
+  auto no_args = testing::run_command(bin("telehub"));
+  CHECK(no_args.exit_code == 2);
+  CHECK(no_args.output.find("usage: telehub") != std::string::npos);
+  auto unknown = testing::run_command(bin("telehub") + " frobnicate");
+  CHECK(unknown.exit_code == 2);
+  CHECK(unknown.output.find("unknown command 'frobnicate'") != std::string::npos);
+  auto no_subject = testing::run_command(bin("telehub") + " device enroll --data " + dir.path().string());
+  CHECK(no_subject.exit_code == 2);
+  CHECK(no_subject.output.find("needs --subject") != std::string::npos);
+  auto bad_flag = testing::run_command(bin("telehub") + " serve --http-prot 9");
+  CHECK(bad_flag.exit_code == 2);
+  CHECK(bad_flag.output.find("unknown option --http-prot") != std::string::npos);
+  auto no_broker = testing::run_command(bin("telehub") + " device enroll --subject p1 --data " + dir.path().string());
+  CHECK(no_broker.exit_code == 2);
+  CHECK(no_broker.output.find("no broker address known") != std::string::npos);
+  auto bad_port = testing::run_command(bin("telehub") + " serve --http-port 70000 --data " + dir.path().string());
+  CHECK(bad_port.exit_code == 2);
+  CHECK(bad_port.output.find("--http-port must be") != std::string::npos);
+  auto bad_prov = testing::run_command(bin("telehub-gateway") + " --provisioning " + dir.path().string() + "/none.json");
+  CHECK(bad_prov.exit_code == 1);
+}
+
+TEST_CASE("telehub serve + device enroll + telehub-gateway: readings reach the FHIR API; SIGTERM stops cleanly",
+          "[e2e][cli]") {
+  testing::TempDir dir;
+  const auto data = dir.path() / "data";
+  const auto log = dir.path() / "serve.log";
+  pid_t serve = spawn_serve(data, log);
+  REQUIRE(serve > 0);
+
+  // serve writes hub.json (broker and API addresses) once it is up.
+  std::string hub;
+  for (int i = 0; i < 300 && hub.find("fhir") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(50ms);
+    hub = slurp(data / "hub.json");
+  }
+  INFO(slurp(log));
+  REQUIRE(hub.find("\"fhir\"") != std::string::npos);
+  std::smatch m;
+  REQUIRE(std::regex_search(hub, m, std::regex("\"fhir\":\"([^\"]+)\"")));
+  const std::string base = m[1];
+
+  auto enrol = testing::run_command(bin("telehub") + " device enroll --subject patient-cli --data " + data.string());
+  INFO(enrol.output);
+  REQUIRE(enrol.exit_code == 0);
+  REQUIRE(std::regex_search(enrol.output, m, std::regex("Patient/([0-9a-f]{32})")));
+  const std::string patient = m[1];
+  REQUIRE(std::regex_search(enrol.output, m, std::regex("provisioning: (\\S+)")));
+  const std::string provisioning = m[1];
+  CHECK(enrol.output.find("patient-cli") == std::string::npos);  // only the pseudonym is shown
+
+  auto gw = testing::run_command(bin("telehub-gateway") + " --provisioning " + provisioning +
+                                 " --count 3 --interval-ms 10");
+  INFO(gw.output);
+  REQUIRE(gw.exit_code == 0);
+  CHECK(gw.output.find("published sequence 3") != std::string::npos);
+
+  std::string bundle;
+  for (int i = 0; i < 200 && count_of(bundle, "\"resourceType\":\"Observation\"") < 3; ++i) {
+    std::this_thread::sleep_for(50ms);
+    bundle = testing::run_command("curl -s -g '" + base + "/Observation?patient=" + patient + "&code=8867-4'").output;
+  }
+  CHECK(count_of(bundle, "\"resourceType\":\"Observation\"") == 3);
+  auto validated = testing::fhir_validate({bundle});
+  INFO(validated.output);
+  CHECK(validated.exit_code == 0);
+
+  REQUIRE(kill(serve, SIGTERM) == 0);
+  int status = 0;
+  REQUIRE(waitpid(serve, &status, 0) == serve);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  const std::string out = slurp(log);
+  CHECK(out.find("stopped cleanly") != std::string::npos);
+  // The embedded broker is gone with the hub.
+  CHECK(testing::run_command("pgrep -f '" + (data / "broker").string() + "'").exit_code != 0);
+}
