@@ -113,7 +113,7 @@ TEST_CASE("sealed readings travel gateway -> Mosquitto -> SQLite -> FHIR, bad on
   const std::string patient = hub.pseudonymiser->subject("patient-1").str();
   auto gw = connect(prov);
 
-  const auto t0 = core::from_unix_millis(1'795'860'000'000);  // 2026-11-28T08:40:00Z
+  const auto t0 = core::from_unix_millis(1'795'855'200'000);  // 2026-11-28T08:40:00Z
   std::vector<core::Reading> readings;
   for (int i = 0; i < 5; ++i) readings.push_back(hr(60 + i, t0 + std::chrono::minutes(i)));
   core::Reading bp;
