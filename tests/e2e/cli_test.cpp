@@ -71,7 +71,7 @@ TEST_CASE("telehub CLI: usage errors are clear and exit non-zero", "[e2e][cli]")
   CHECK(bad_prov.exit_code == 1);
 }
 
-TEST_CASE("telehub serve + device enroll + telehub-gateway: readings reach the FHIR API; SIGTERM stops cleanly",
+TEST_CASE("telehub serve + device enroll + telehub-gateway: readings reach the FHIR API and SIGTERM stops cleanly",
           "[e2e][cli]") {
   testing::TempDir dir;
   const auto data = dir.path() / "data";

@@ -145,7 +145,7 @@ TEST_CASE("a flipped sequence bit that yields sequence 0 is a header error", "[e
   check_error(opened.error(), core::Code::kInvalidArgument, "bad_header");
 }
 
-TEST_CASE("wrong key fails authentication; a key of the wrong size is refused", "[envelope]") {
+TEST_CASE("wrong key fails authentication and a key of the wrong size is refused", "[envelope]") {
   const core::Bytes sealed = sealed_sample();
   auto opened = open(sealed, key_of(0x12));
   REQUIRE_FALSE(opened);
@@ -173,7 +173,7 @@ TEST_CASE("the same plaintext under another key id or sequence gives unrelated b
   CHECK(!std::equal(a->begin() + ct, a->end(), c->begin() + ct));
 }
 
-TEST_CASE("truncated envelopes are not envelopes; once the tag fits they fail the seal", "[envelope]") {
+TEST_CASE("truncated envelopes are not envelopes and once the tag fits they fail the seal", "[envelope]") {
   const core::Bytes sealed = sealed_sample();  // header 24 bytes, 5 bytes ciphertext, tag
   const std::size_t minimum = 16 + 8 + kTagSize;
   for (std::size_t n = 0; n < sealed.size(); ++n) {

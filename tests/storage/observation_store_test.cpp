@@ -132,7 +132,7 @@ TEST_CASE("search filters by subject, code and time range and pages with a curso
   CHECK(f.store->observations().search(nobody)->items.empty());
 }
 
-TEST_CASE("panels keep their components; get() reads one observation back", "[storage]") {
+TEST_CASE("panels keep their components and get() reads one observation back", "[storage]") {
   Fixture f;
   auto s = f.subject("p1");
   core::Reading bp;
