@@ -1,7 +1,7 @@
 // `telehub simulate`: enrols N simulated patients' devices (once; later runs reuse their
 // provisioning files) and publishes plausible vital signs for them through the broker, sealed
-// with each device's key: first a history (default 24 h at 15-minute steps), then live
-// readings every --interval-ms until stopped or --duration-s has passed.
+// with each device's key: for a newly enrolled patient first a history (default 24 h at
+// 15-minute steps), then live readings every --interval-ms until stopped or --duration-s.
 #include <csignal>
 #include <iostream>
 #include <thread>
@@ -22,7 +22,7 @@ void on_signal(int) { g_stop = 1; }
 constexpr const char* kSimulateHelp = R"(usage: telehub simulate [options]
   --data DIR            data directory of the hub (default ./data)
   --patients N          simulated patients, 1..1000 (default 3)
-  --history-hours H     hours of past readings to send first, 0..8760 (default 24)
+  --history-hours H     hours of past readings to send for newly enrolled patients, 0..8760 (default 24)
   --interval-ms MS      pause between live rounds (default 5000)
   --duration-s S        stop after S seconds of live readings; 0 = until Ctrl-C (default 0)
   --broker URI          broker to publish to (default: the one in <data>/hub.json, written by serve)
@@ -34,6 +34,7 @@ struct SimPatient {
   std::unique_ptr<gateway::Gateway> gw;
   gateway::VitalsSimulator sim;
   std::uint64_t published = 0;
+  bool new_enrolment = false;  // only new patients get a history; others continue live
 };
 
 Status publish_chunked(SimPatient& p, const std::vector<core::Reading>& readings) {
@@ -94,7 +95,8 @@ int cmd_simulate(int argc, char** argv) {
     for (long long i = 1; i <= *patients; ++i) {
       const std::string subject_id = "sim-patient-" + std::to_string(i);
       const auto file = dir->provisioning_dir() / (subject_id + ".json");
-      if (!std::filesystem::exists(file)) {
+      const bool new_enrolment = !std::filesystem::exists(file);
+      if (new_enrolment) {
         auto e = enrol_device(*dir, **store, subject_id, broker_uri, file);
         if (!e) return fail_with(e.error());
         std::cout << "enrolled " << e->device_id << " for " << subject_id << " (Patient/" << e->subject_pseudonym << ")\n";
@@ -108,7 +110,7 @@ int cmd_simulate(int argc, char** argv) {
       auto gw = gateway::Gateway::connect(*p, go);
       if (!gw) return fail_with(gw.error());
       sims.push_back(SimPatient{subject_id, (*pseudonymiser)->subject(subject_id).str(), std::move(*gw),
-                                gateway::VitalsSimulator(static_cast<std::uint64_t>(i)), 0});
+                                gateway::VitalsSimulator(static_cast<std::uint64_t>(i)), 0, new_enrolment});
     }
   }
 
@@ -118,6 +120,7 @@ int cmd_simulate(int argc, char** argv) {
   const auto now = core::system_clock().now();
   if (*history > 0) {
     for (auto& p : sims) {
+      if (!p.new_enrolment) continue;  // its history was sent when it was enrolled
       std::vector<core::Reading> readings;
       for (auto t = now - std::chrono::hours(*history); t < now && !g_stop; t += std::chrono::minutes(15)) {
         auto sample = p.sim.sample(t);
