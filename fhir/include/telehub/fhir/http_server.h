@@ -1,7 +1,7 @@
 // HttpServer: serves a fhir::Router over HTTP/1.1 with Boost.Beast (C++20 coroutines on
 // Boost.Asio). One coroutine per connection; a failing connection is logged and closed
-// without affecting others. Requests larger than the limits get 413, slow clients are cut
-// off by the deadlines. Beast types stay in src/.
+// without affecting others. A body over the limit gets 413, headers over 8 KiB get 431, and
+// slow clients are cut off by the deadline. Beast types stay in src/.
 //
 // Lifetimes: the router must outlive the server. stop() (or the destructor) closes the
 // listener and all connections and joins the I/O threads.

@@ -6,7 +6,7 @@
 // Routes ([1/8]), all under /fhir:
 //   GET metadata                 CapabilityStatement
 //   GET Observation?patient=|subject=&code=[system|]code&date=<prefix><date>&_count=&_cursor=
-//                                searchset Bundle of vital-signs Observations, with next link
+//                                searchset Bundle of Observations (docs/api.md), with next link
 //   GET Observation/<id>         one Observation
 //   GET Patient/<id>             pseudonymous Patient (no name, no BSN)
 //   GET Device/<id>              Device
@@ -42,7 +42,8 @@ struct Response {
 struct RouterOptions {
   // Absolute base URL used in Bundle links and fullUrls. Default: "http://127.0.0.1:8080/fhir".
   std::string base_url = "http://127.0.0.1:8080/fhir";
-  // Default and maximum page sizes for searches. Default: 50 and 1000.
+  // Default and maximum page sizes for searches. Default: 50 and 1000 (the store's
+  // limit caps max_count at 1000).
   std::size_t default_count = 50;
   std::size_t max_count = 1000;
 };
