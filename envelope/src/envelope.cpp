@@ -71,8 +71,7 @@ bool update(EVP_CIPHER_CTX* ctx, Update fn, std::uint8_t* out, std::span<const s
 bool valid_device_id(std::string_view id) {
   if (id.empty() || id.size() > kMaxDeviceIdLength) return false;
   return std::all_of(id.begin(), id.end(), [](char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-           c == '-';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-';
   });
 }
 

@@ -45,7 +45,7 @@ bool plausible_broker_uri(std::string_view uri) {
 }
 
 [[nodiscard]] Status validate(const Provisioning& p) {
-  if (!envelope::valid_device_id(p.device_id)) return bad("device_id", "expected 1..64 characters of [A-Za-z0-9._-]");
+  if (!envelope::valid_device_id(p.device_id)) return bad("device_id", "expected 1..64 characters of [A-Za-z0-9.-]");
   if (p.key.size() != envelope::kKeySize) return bad("key", "expected 32 bytes");
   if (!plausible_broker_uri(p.broker_uri)) return bad("broker", "expected a URI such as tcp://host:port");
   if (p.readings_topic != readings_topic_for(p.device_id))
@@ -95,7 +95,7 @@ Result<Provisioning> load_provisioning(const std::filesystem::path& path) {
   const auto* device_id = member(doc, "device_id");
   if (!device_id || !device_id->IsString()) return bad("device_id", "missing or not a string");
   p.device_id.assign(device_id->GetString(), device_id->GetStringLength());
-  if (!envelope::valid_device_id(p.device_id)) return bad("device_id", "expected 1..64 characters of [A-Za-z0-9._-]");
+  if (!envelope::valid_device_id(p.device_id)) return bad("device_id", "expected 1..64 characters of [A-Za-z0-9.-]");
 
   const auto* key_id = member(doc, "key_id");
   if (!key_id || !key_id->IsUint()) return bad("key_id", "missing or not an integer in 0..4294967295");

@@ -22,7 +22,7 @@ const vectors = [
   {
     name: 'blood pressure panel and temperature, 64-bit sequence',
     key: range(0x80, 32),
-    deviceId: 'bp-cuff.A7_x',
+    deviceId: 'bp-cuff.A7-x',
     keyId: 7,
     sequence: 4294967297n,
     plaintext:

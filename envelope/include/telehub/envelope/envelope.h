@@ -41,14 +41,15 @@ inline constexpr std::size_t kMaxDeviceIdLength = 64;
 // The cleartext header of an envelope.
 struct Header {
   std::uint8_t version = kVersion;
-  std::string device_id;      // 1..64 chars of [A-Za-z0-9._-]
+  std::string device_id;      // 1..64 chars of [A-Za-z0-9.-]
   std::uint32_t key_id = 0;   // which of the device's keys sealed it
   std::uint64_t sequence = 0; // >= 1, strictly increasing per device
 
   bool operator==(const Header&) const = default;
 };
 
-// True when `id` is a valid device id (1..64 chars of [A-Za-z0-9._-]).
+// True when `id` is a valid device id (1..64 chars of [A-Za-z0-9.-]): the character set of a
+// FHIR id (http://hl7.org/fhir/R4/datatypes.html#id), so a device id is also its Device id.
 bool valid_device_id(std::string_view id);
 
 // Seals `plaintext` under `key` (32 bytes): returns header || ciphertext || tag. Fails with
