@@ -1,4 +1,5 @@
 // Mosquitto as a child process. POSIX only (fork/exec, prctl).
+#include "telehub/core/unique_fd.h"
 #include "telehub/broker/embedded_broker.h"
 
 #include <arpa/inet.h>
@@ -39,22 +40,7 @@ constexpr std::size_t kLogTailLines = 15;
 
 std::string errno_text(int err) { return std::error_code(err, std::generic_category()).message(); }
 
-// Closes a file descriptor on scope exit.
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  ~Fd() { reset(); }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  void reset(int fd = -1) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = fd;
-  }
-
- private:
-  int fd_;
-};
+using Fd = core::UniqueFd;
 
 struct AddrInfoDeleter {
   void operator()(addrinfo* ai) const { ::freeaddrinfo(ai); }

@@ -1,4 +1,5 @@
 // Gateway on Eclipse Paho MQTT C++ 1.2 (MQTT v5). Paho headers stay in this file.
+#include "telehub/core/unique_fd.h"
 #include "telehub/gateway/gateway.h"
 
 #include <fcntl.h>
@@ -32,27 +33,7 @@ constexpr std::chrono::seconds kDisconnectTimeout{5};
 
 std::string errno_text(int err) { return std::error_code(err, std::generic_category()).message(); }
 
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  ~Fd() { reset(); }
-  Fd(Fd&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
-  Fd& operator=(Fd&& other) noexcept {
-    if (this != &other) {
-      reset(other.fd_);
-      other.fd_ = -1;
-    }
-    return *this;
-  }
-  int get() const { return fd_; }
-  void reset(int fd = -1) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = fd;
-  }
-
- private:
-  int fd_;
-};
+using Fd = core::UniqueFd;
 
 tl::unexpected<core::Error> state_error(Code code, std::string message) {
   return core::fail(code, "sequence_state", std::move(message));
