@@ -24,7 +24,7 @@ commands:
   serve                      run the hub: broker link, ingest, FHIR API (telehub serve --help)
   device enroll --subject ID enrol a device for a subject and write its provisioning file
   simulate                   enrol simulated patients and publish their vital signs (telehub simulate --help)
-  quarantine list            show the newest quarantined messages and counts per reason
+  quarantine list|show|replay  inspect quarantined messages; replay them after a fix (e.g. enrolment)
 
 common options: --data DIR (default ./data)
 )";

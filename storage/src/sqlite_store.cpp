@@ -159,6 +159,8 @@ class SqliteQuarantine final : public Quarantine {
   Result<std::int64_t> put(const QuarantineEntry& entry) override;
   Result<std::int64_t> count(std::optional<std::string_view> reason) override;
   Result<std::vector<QuarantineEntry>> list(std::size_t limit) override;
+  Result<std::optional<QuarantineEntry>> get(std::int64_t id) override;
+  Status remove(std::int64_t id) override;
 
  private:
   SqliteStore& store_;
@@ -529,10 +531,24 @@ Result<std::int64_t> SqliteQuarantine::count(std::optional<std::string_view> rea
   });
 }
 
+constexpr const char* kQuarantineColumns =
+    "SELECT id, received_ms, topic, device_id, reason, detail, payload FROM quarantine ";
+
+QuarantineEntry row_to_quarantine(const sqlite::Statement& st) {
+  QuarantineEntry e;
+  e.id = st.column_int64(0);
+  e.received_at = core::from_unix_millis(st.column_int64(1));
+  e.topic = st.column_text(2);
+  e.device_id = st.column_text(3);
+  e.reason = st.column_text(4);
+  e.detail = st.column_text(5);
+  e.payload = st.column_blob(6);
+  return e;
+}
+
 Result<std::vector<QuarantineEntry>> SqliteQuarantine::list(std::size_t limit) {
   return store_.read([limit](sqlite::Database& db) -> Result<std::vector<QuarantineEntry>> {
-    auto st = db.prepare(
-        "SELECT id, received_ms, topic, device_id, reason, detail, payload FROM quarantine ORDER BY id DESC LIMIT ?1");
+    auto st = db.prepare(std::string(kQuarantineColumns) + "ORDER BY id DESC LIMIT ?1");
     if (!st) return tl::unexpected(st.error());
     st->bind(1, static_cast<std::int64_t>(limit));
     std::vector<QuarantineEntry> out;
@@ -540,17 +556,34 @@ Result<std::vector<QuarantineEntry>> SqliteQuarantine::list(std::size_t limit) {
       auto row = st->step();
       if (!row) return tl::unexpected(row.error());
       if (!*row) return out;
-      QuarantineEntry e;
-      e.id = st->column_int64(0);
-      e.received_at = core::from_unix_millis(st->column_int64(1));
-      e.topic = st->column_text(2);
-      e.device_id = st->column_text(3);
-      e.reason = st->column_text(4);
-      e.detail = st->column_text(5);
-      e.payload = st->column_blob(6);
-      out.push_back(std::move(e));
+      out.push_back(row_to_quarantine(*st));
     }
   });
+}
+
+Result<std::optional<QuarantineEntry>> SqliteQuarantine::get(std::int64_t id) {
+  return store_.read([id](sqlite::Database& db) -> Result<std::optional<QuarantineEntry>> {
+    auto st = db.prepare(std::string(kQuarantineColumns) + "WHERE id=?1");
+    if (!st) return tl::unexpected(st.error());
+    st->bind(1, id);
+    auto row = st->step();
+    if (!row) return tl::unexpected(row.error());
+    if (!*row) return std::optional<QuarantineEntry>();
+    return std::optional<QuarantineEntry>(row_to_quarantine(*st));
+  });
+}
+
+Status SqliteQuarantine::remove(std::int64_t id) {
+  auto r = store_.write([id](sqlite::Database& db) -> Result<std::int64_t> {
+    auto st = db.prepare("DELETE FROM quarantine WHERE id=?1");
+    if (!st) return tl::unexpected(st.error());
+    st->bind(1, id);
+    if (auto s = st->run(); !s) return tl::unexpected(s.error());
+    if (db.changes() == 0) return core::fail(Code::kNotFound, "no_entry", "no quarantine entry with this id");
+    return id;
+  });
+  if (!r) return tl::unexpected(r.error());
+  return {};
 }
 
 Status migrate(sqlite::Database& db) {

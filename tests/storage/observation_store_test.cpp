@@ -229,3 +229,24 @@ TEST_CASE("closed store refuses appends instead of losing them", "[storage]") {
   REQUIRE_FALSE(r);
   CHECK(r.error().reason == "closed");
 }
+
+TEST_CASE("quarantine entries can be read by id and removed", "[storage]") {
+  Fixture f;
+  storage::QuarantineEntry e;
+  e.topic = "t";
+  e.reason = "unknown_device";
+  e.payload = {9, 8, 7};
+  auto id = f.store->quarantine().put(e);
+  REQUIRE(id);
+  auto got = f.store->quarantine().get(*id);
+  REQUIRE(got);
+  REQUIRE(got->has_value());
+  CHECK((*got)->payload == e.payload);
+  CHECK((*got)->reason == "unknown_device");
+  CHECK_FALSE(f.store->quarantine().get(*id + 1)->has_value());
+  REQUIRE(f.store->quarantine().remove(*id));
+  CHECK(*f.store->quarantine().count() == 0);
+  auto again = f.store->quarantine().remove(*id);
+  REQUIRE_FALSE(again);
+  CHECK(again.error().reason == "no_entry");
+}

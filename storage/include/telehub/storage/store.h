@@ -145,6 +145,10 @@ class Quarantine {
   [[nodiscard]] virtual Result<std::int64_t> count(std::optional<std::string_view> reason = std::nullopt) = 0;
   // Newest first.
   [[nodiscard]] virtual Result<std::vector<QuarantineEntry>> list(std::size_t limit) = 0;
+  // One entry; std::nullopt when there is none with this id.
+  [[nodiscard]] virtual Result<std::optional<QuarantineEntry>> get(std::int64_t id) = 0;
+  // Deletes an entry (after a successful replay). Fails with not_found/no_entry.
+  [[nodiscard]] virtual Status remove(std::int64_t id) = 0;
 };
 
 // ---------------------------------------------------------------- the store
