@@ -11,6 +11,7 @@
 #include "telehub/core/log.h"
 #include "telehub/fhir/http_server.h"
 #include "telehub/fhir/router.h"
+#include "telehub/ingest/metrics.h"
 #include "telehub/ingest/mqtt_subscriber.h"
 #include "telehub/ingest/pipeline.h"
 #include "telehub/storage/store.h"
@@ -122,6 +123,9 @@ int cmd_serve(int argc, char** argv) {
   const std::string base = "http://" + ho.host + ":" + std::to_string(ho.port) + "/fhir";
   fhir::RouterOptions ro;
   ro.base_url = base;
+  ro.metrics = [&pipeline, sub = subscriber->get()] {
+    return ingest::prometheus_text(pipeline.counters(), {sub->connected(), sub->stalled()});
+  };
   fhir::Router router(**store, ro);
   info.fhir_base = base;
   if (auto s = write_hub_info(*dir, info); !s) return fail_with(s.error());

@@ -258,6 +258,17 @@ Router::Router(storage::Store& store, RouterOptions options) : store_(store), op
 
 Response Router::handle(const Request& request) const {
   try {
+    if (options_.metrics && (request.target == "/metrics" || request.target.starts_with("/metrics?"))) {
+      if (request.method != "GET") {
+        auto r = error_response(405, "not-supported", "method not allowed; this server only reads");
+        r.headers.emplace_back("Allow", "GET");
+        return r;
+      }
+      Response r;
+      r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+      r.body = options_.metrics();
+      return r;
+    }
     return route(Handlers(store_, options_), request);
   } catch (const std::exception& e) {
     core::log_error(kLogComponent, std::string("request failed: ") + e.what());

@@ -71,6 +71,8 @@ class PahoSubscriber final : public MqttSubscriber {
     }
   }
 
+  bool stalled() const override { return stalled_; }
+
   void stop() override {
     if (stopping_.exchange(true)) return;
     try {
@@ -91,9 +93,20 @@ class PahoSubscriber final : public MqttSubscriber {
       in.payload.assign(payload.begin(), payload.end());
       in.received_at = core::system_clock().now();
       auto backoff = std::chrono::milliseconds(50);
+      const auto first_failure = std::chrono::steady_clock::now();
       for (;;) {
         Disposition d = pipeline_.process(in);
-        if (d.acknowledge()) return;
+        if (d.acknowledge()) {
+          if (stalled_.exchange(false)) {
+            const auto s = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - first_failure);
+            core::log_warn("ingest", "resumed: storage commits again after " + std::to_string(s.count()) +
+                                         " s; nothing was acknowledged before it was committed");
+          }
+          return;
+        }
+        if (!stalled_.exchange(true))
+          core::log_error("ingest", "stalled: cannot commit (" + d.reason +
+                                        "); holding back acknowledgements and retrying until storage recovers");
         if (stopping_) {
           core::log_error("ingest", "stopping with an uncommitted message; exiting without acknowledging it");
           std::_Exit(75);
@@ -113,6 +126,7 @@ class PahoSubscriber final : public MqttSubscriber {
   mqtt::connect_options connect_options_;
   std::string filter_;
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> stalled_{false};
 };
 
 }  // namespace

@@ -10,6 +10,7 @@
 //   GET Observation/<id>         one Observation
 //   GET Patient/<id>             pseudonymous Patient (no name, no BSN)
 //   GET Device/<id>              Device
+// and, outside /fhir, GET /metrics (Prometheus text format 0.0.4) when options.metrics is set.
 // Every error is an OperationOutcome with the matching HTTP status (400 bad parameter,
 // 404 unknown resource/route, 405 method, 500 storage failure with no details).
 //
@@ -17,6 +18,7 @@
 // is thread-safe).
 #pragma once
 
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -46,6 +48,9 @@ struct RouterOptions {
   // limit caps max_count at 1000).
   std::size_t default_count = 50;
   std::size_t max_count = 1000;
+  // Produces the Prometheus text served at GET /metrics (outside /fhir). Called on the HTTP
+  // threads, so it must be thread-safe. Default: empty = /metrics is 404.
+  std::function<std::string()> metrics;
 };
 
 class Router {

@@ -52,6 +52,9 @@ class MqttSubscriber {
                                                                      Pipeline& pipeline);
   virtual ~MqttSubscriber() = default;
   virtual bool connected() const = 0;
+  // True while a message cannot be committed: the callback is retrying and holds back its
+  // acknowledgement (back-pressure: the broker queues the rest). Logged when it starts and ends.
+  virtual bool stalled() const = 0;
   // Disconnects (waiting for the callback in progress to finish). Idempotent.
   virtual void stop() = 0;
 };
