@@ -21,6 +21,14 @@ std::string sha256_hex(std::span<const std::uint8_t> bytes) {
   return core::to_hex(std::span<const std::uint8_t>(md, len));
 }
 
+Disposition disposition(Kind kind, std::string reason, std::size_t readings) {
+  Disposition d;
+  d.kind = kind;
+  d.reason = std::move(reason);
+  d.readings = readings;
+  return d;
+}
+
 struct Finding {
   std::string reason;
   std::string detail;
@@ -92,7 +100,7 @@ Disposition Pipeline::quarantine(const InboundMessage& m, std::string device_id,
     ++by_reason_[reason];
   }
   core::log_warn("ingest", "quarantined message on " + m.topic + ": " + reason + " (" + e.detail + ")");
-  return Disposition{Kind::kQuarantined, std::move(reason), 0};
+  return disposition(Kind::kQuarantined, std::move(reason), 0);
 }
 
 core::TimePoint Pipeline::received_time(const InboundMessage& m) const {
@@ -102,7 +110,7 @@ core::TimePoint Pipeline::received_time(const InboundMessage& m) const {
 Disposition Pipeline::retry(const core::Error& e) {
   ++retries_;
   core::log_error("ingest", "cannot commit message, it stays unacknowledged: " + e.to_string());
-  return Disposition{Kind::kRetry, e.reason, 0};
+  return disposition(Kind::kRetry, e.reason, 0);
 }
 
 Disposition Pipeline::process(const InboundMessage& m) {
@@ -129,8 +137,15 @@ Disposition Pipeline::process(const InboundMessage& m) {
   auto plaintext = envelope::open(m.payload, d.key);
   if (!plaintext) return quarantine(m, topic_device, plaintext.error().reason, plaintext.error().message);
 
+  // From here on the message provably comes from the device: its outcome gets a receipt.
+  auto authentic = [&](Disposition d) {
+    d.authenticated = true;
+    d.device_id = topic_device;
+    d.sequence = header->sequence;
+    return d;
+  };
   auto readings = envelope::decode_payload(*plaintext);
-  if (!readings) return quarantine(m, topic_device, readings.error().reason, readings.error().message);
+  if (!readings) return authentic(quarantine(m, topic_device, readings.error().reason, readings.error().message));
 
   auto subject = privacy::SubjectPseudonym::parse(d.subject);
   if (!subject) return retry(subject.error());  // a corrupt registry row: never guess
@@ -142,7 +157,8 @@ Disposition Pipeline::process(const InboundMessage& m) {
   batch.received_at = received_time(m);
   for (std::size_t i = 0; i < readings->size(); ++i) {
     core::Reading& r = (*readings)[i];
-    if (auto finding = validate(r, i)) return quarantine(m, topic_device, finding->reason, finding->detail);
+    if (auto finding = validate(r, i))
+      return authentic(quarantine(m, topic_device, finding->reason, finding->detail));
     r.device = topic_device;
     r.sequence = header->sequence;
     batch.readings.push_back(privacy::PseudonymousReading::bind(std::move(r), *subject));
@@ -155,13 +171,13 @@ Disposition Pipeline::process(const InboundMessage& m) {
     case storage::AppendOutcome::kStored:
       ++stored_messages_;
       stored_readings_ += n;
-      return Disposition{Kind::kStored, "", n};
+      return authentic(disposition(Kind::kStored, "", n));
     case storage::AppendOutcome::kDuplicate:
       ++duplicates_;
-      return Disposition{Kind::kDuplicate, "", n};
+      return authentic(disposition(Kind::kDuplicate, "", n));
     case storage::AppendOutcome::kConflict:
-      return quarantine(m, topic_device, "replay", "sequence " + std::to_string(header->sequence) +
-                                                      " was already stored with different content");
+      return authentic(quarantine(m, topic_device, "replay", "sequence " + std::to_string(header->sequence) +
+                                                                 " was already stored with different content"));
   }
   return retry(core::make_error(core::Code::kInternal, "unreachable", "unknown append outcome"));
 }

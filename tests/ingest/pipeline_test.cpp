@@ -196,3 +196,26 @@ TEST_CASE("device ids are read from the readings topic only", "[ingest]") {
   CHECK(ingest::Pipeline::device_from_topic("telehub/v1/devices/a/b/readings").empty());
   CHECK(ingest::Pipeline::device_from_topic("telehub/v2/devices/dev-1/readings").empty());
 }
+
+TEST_CASE("only authenticated outcomes carry the device and sequence for a receipt", "[ingest]") {
+  Fixture f;
+  auto stored = f.send(f.sealed(7, {hr(70)}));
+  CHECK(stored.authenticated);
+  CHECK(stored.device_id == "dev-test");
+  CHECK(stored.sequence == 7);
+  auto dup = f.send(f.sealed(7, {hr(70)}));
+  CHECK(dup.kind == Kind::kDuplicate);
+  CHECK(dup.authenticated);
+  core::Reading wrong_unit = hr(70);
+  wrong_unit.unit = "Hz";
+  auto invalid = f.send(f.sealed(8, {wrong_unit}));
+  CHECK(invalid.kind == Kind::kQuarantined);
+  CHECK(invalid.authenticated);  // the device really sent it: it learns it was refused
+  CHECK(invalid.sequence == 8);
+  auto forged = f.sealed(9, {hr(70)});
+  forged[forged.size() - 1] ^= 1;
+  auto bad = f.send(forged);
+  CHECK(bad.reason == "bad_seal");
+  CHECK_FALSE(bad.authenticated);  // anyone could have sent it: no receipt
+  CHECK(bad.sequence == 0);
+}

@@ -51,6 +51,11 @@ struct Disposition {
   Kind kind = Kind::kRetry;
   std::string reason;        // quarantine reason, or the storage error reason for kRetry
   std::size_t readings = 0;  // readings stored (kStored) or carried (kDuplicate)
+  // Set once the envelope was opened with the device's key: only then do `device_id` and
+  // `sequence` come from the device itself, and only then does the hub send a receipt.
+  bool authenticated = false;
+  std::string device_id;
+  std::uint64_t sequence = 0;
 
   bool acknowledge() const { return kind != Kind::kRetry; }
 };
