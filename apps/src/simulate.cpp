@@ -136,16 +136,21 @@ int cmd_simulate(int argc, char** argv) {
     for (auto& p : sims) {
       auto sample = p.sim.sample(core::system_clock().now());
       if (auto s = publish_chunked(p, sample); !s) return fail_with(s.error());
+      (void)p.gw->resend_pending();  // messages whose receipt is overdue go out again
     }
     for (long long waited = 0; waited < *interval && !g_stop; waited += 50)
       std::this_thread::sleep_for(std::chrono::milliseconds(std::min<long long>(50, *interval - waited)));
   }
   std::uint64_t total = 0;
+  std::size_t pending = 0;
   for (auto& p : sims) {
     total += p.published;
+    if (!p.gw->wait_for_receipts(std::chrono::seconds(5))) pending += p.gw->pending();
     p.gw->disconnect();
   }
-  std::cout << "simulator stopped after publishing " << total << " readings" << std::endl;
+  std::cout << "simulator stopped after publishing " << total << " readings";
+  if (pending > 0) std::cout << "; " << pending << " message(s) still await a receipt and stay in the outboxes";
+  std::cout << std::endl;
   return 0;
 }
 

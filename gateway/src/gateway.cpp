@@ -15,9 +15,13 @@
 #include <limits>
 #include <string_view>
 #include <system_error>
+#include <thread>
 
 #include "telehub/envelope/envelope.h"
 #include "telehub/envelope/payload.h"
+#include "telehub/envelope/receipt.h"
+#include "outbox.h"
+#include "telehub/core/log.h"
 
 namespace telehub::gateway {
 namespace {
@@ -128,8 +132,9 @@ class SequenceState {
 
 class PahoGateway final : public Gateway {
  public:
-  PahoGateway(Provisioning p, GatewayOptions options, SequenceState sequence)
-      : p_(std::move(p)), options_(std::move(options)), sequence_(std::move(sequence)) {}
+  PahoGateway(Provisioning p, GatewayOptions options, SequenceState sequence, std::unique_ptr<Outbox> outbox)
+      : p_(std::move(p)), options_(std::move(options)), sequence_(std::move(sequence)), outbox_(std::move(outbox)),
+        receipts_topic_(envelope::receipts_topic_for(p_.device_id)) {}
 
   ~PahoGateway() override { disconnect(); }
 
@@ -159,16 +164,33 @@ class PahoGateway final : public Gateway {
       connect_options_.set_keep_alive_interval(std::chrono::seconds(30));
       connect_options_.set_connect_timeout(std::chrono::seconds(timeout_seconds()));
       connect_options_.set_automatic_reconnect(std::chrono::seconds(1), std::chrono::seconds(30));
+      client_->set_message_callback([this](mqtt::const_message_ptr msg) { on_receipt(msg); });
+      // The session keeps the subscription, but subscribing on every (re)connect also covers a
+      // broker that lost its state.
+      client_->set_connected_handler([this](const std::string&) {
+        try {
+          client_->subscribe(receipts_topic_, 1);
+        } catch (const std::exception& e) {
+          core::log_warn("gateway", std::string("cannot subscribe to receipts: ") + e.what());
+        }
+      });
       auto token = client_->connect(connect_options_);
       if (!token->wait_for(options_.publish_timeout)) {
         drop_client();
         return core::fail(Code::kUnavailable, "mqtt_connect", "broker did not accept the connection in time");
       }
-      return {};
+      if (!client_->subscribe(receipts_topic_, 1)->wait_for(options_.publish_timeout)) {
+        drop_client();
+        return core::fail(Code::kUnavailable, "mqtt_connect", "receipts subscription not confirmed in time");
+      }
     } catch (const std::exception& e) {
       drop_client();
       return core::fail(Code::kUnavailable, "mqtt_connect", std::string("cannot connect to broker: ") + e.what());
     }
+    // What a previous run left in the outbox goes out first.
+    if (auto r = resend_pending(); !r)
+      core::log_warn("gateway", "outbox not resent yet: " + r.error().message);
+    return {};
   }
 
   Result<std::uint64_t> publish(std::span<const core::Reading> readings) override {
@@ -184,6 +206,9 @@ class PahoGateway final : public Gateway {
         .version = envelope::kVersion, .device_id = p_.device_id, .key_id = p_.key_id, .sequence = next};
     auto sealed = envelope::seal(header, p_.key, core::as_bytes(*payload));
     if (!sealed) return tl::unexpected(sealed.error());
+    // In the outbox before the first send: from here on only a receipt lets it go.
+    if (auto st = outbox_->add(next, *sealed); !st) return tl::unexpected(st.error());
+    outbox_->mark_sent(next, Outbox::Clock::now());
     if (auto st = send(*sealed); !st) return tl::unexpected(st.error());
     return next;
   }
@@ -194,6 +219,29 @@ class PahoGateway final : public Gateway {
   }
 
   std::uint64_t last_sequence() const override { return sequence_.last(); }
+  std::size_t pending() const override { return outbox_->size(); }
+  std::uint64_t rejected() const override { return outbox_->rejected(); }
+
+  Result<std::size_t> resend_pending() override {
+    if (!client_) return not_connected();
+    const auto now = Outbox::Clock::now();
+    std::size_t sent = 0;
+    for (const auto& [seq, sealed] : outbox_->due(now - options_.receipt_timeout)) {
+      outbox_->mark_sent(seq, now);
+      if (auto st = send(sealed); !st) return tl::unexpected(st.error());
+      ++sent;
+    }
+    return sent;
+  }
+
+  bool wait_for_receipts(std::chrono::milliseconds timeout) override {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (outbox_->size() > 0 && std::chrono::steady_clock::now() < deadline) {
+      (void)resend_pending();  // errors: keep waiting; the messages stay in the outbox
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return outbox_->size() == 0;
+  }
 
   void disconnect() override {
     if (!client_) return;
@@ -237,9 +285,29 @@ class PahoGateway final : public Gateway {
     }
   }
 
+  // Runs on Paho's callback thread; must not throw.
+  void on_receipt(const mqtt::const_message_ptr& msg) noexcept {
+    try {
+      const auto& payload = msg->get_payload();
+      auto r = envelope::decode_receipt(core::as_bytes(payload));
+      if (!r || r->device_id != p_.device_id) {
+        core::log_warn("gateway", "ignoring a malformed or foreign receipt");
+        return;
+      }
+      const bool rejected = r->status == envelope::Receipt::Status::kRejected;
+      if (outbox_->settle(r->sequence, rejected) && rejected)
+        core::log_warn("gateway", "the hub rejected sequence " + std::to_string(r->sequence) + " (" + r->reason +
+                                      "); kept under the outbox's rejected/ folder");
+    } catch (const std::exception& e) {
+      core::log_error("gateway", std::string("receipt handling failed: ") + e.what());
+    }
+  }
+
   Provisioning p_;
   GatewayOptions options_;
   SequenceState sequence_;
+  std::unique_ptr<Outbox> outbox_;
+  std::string receipts_topic_;
   mqtt::connect_options connect_options_;
   std::unique_ptr<mqtt::async_client> client_;
 };
@@ -253,7 +321,12 @@ Result<std::unique_ptr<Gateway>> Gateway::connect(const Provisioning& p, const G
     return core::fail(Code::kInvalidArgument, "bad_provisioning", "key: expected 32 bytes");
   auto sequence = SequenceState::open(options.sequence_file);
   if (!sequence) return tl::unexpected(sequence.error());
-  auto gw = std::make_unique<PahoGateway>(p, options, std::move(*sequence));
+  auto outbox_dir = options.outbox_dir;
+  if (outbox_dir.empty() && !options.sequence_file.empty())
+    outbox_dir = std::filesystem::path(options.sequence_file).replace_extension(".outbox");
+  auto outbox = Outbox::open(outbox_dir);
+  if (!outbox) return tl::unexpected(outbox.error());
+  auto gw = std::make_unique<PahoGateway>(p, options, std::move(*sequence), std::move(*outbox));
   if (auto st = gw->connect(); !st) return tl::unexpected(st.error());
   return std::unique_ptr<Gateway>(std::move(gw));
 }

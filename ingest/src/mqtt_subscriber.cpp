@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "telehub/core/log.h"
+#include "telehub/envelope/receipt.h"
 
 namespace telehub::ingest {
 namespace {
@@ -97,6 +98,7 @@ class PahoSubscriber final : public MqttSubscriber {
       for (;;) {
         Disposition d = pipeline_.process(in);
         if (d.acknowledge()) {
+          if (d.authenticated && options_.send_receipts) send_receipt(d);
           if (stalled_.exchange(false)) {
             const auto s = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - first_failure);
             core::log_warn("ingest", "resumed: storage commits again after " + std::to_string(s.count()) +
@@ -117,6 +119,30 @@ class PahoSubscriber final : public MqttSubscriber {
     } catch (const std::exception& e) {
       core::log_error("ingest", std::string("message handler failed; exiting without acknowledging: ") + e.what());
       std::_Exit(75);
+    }
+  }
+
+  // Publishes the receipt at QoS 1 without waiting: the readings are already committed with
+  // synchronous=FULL, so the receipt may promise durability. A receipt lost on the way is made
+  // good by the gateway resending (same bytes: a duplicate, which gets a receipt again).
+  void send_receipt(const Disposition& d) noexcept {
+    using envelope::Receipt;
+    Receipt r;
+    r.device_id = d.device_id;
+    r.sequence = d.sequence;
+    r.status = d.kind == Disposition::Kind::kStored      ? Receipt::Status::kStored
+               : d.kind == Disposition::Kind::kDuplicate ? Receipt::Status::kDuplicate
+                                                         : Receipt::Status::kRejected;
+    if (r.status == Receipt::Status::kRejected) r.reason = d.reason;
+    auto text = envelope::encode_receipt(r);
+    if (!text) {
+      core::log_error("ingest", "cannot encode receipt: " + text.error().to_string());
+      return;
+    }
+    try {
+      client_.publish(envelope::receipts_topic_for(r.device_id), text->data(), text->size(), 1, false);
+    } catch (const std::exception& e) {
+      core::log_warn("ingest", std::string("receipt not sent (the gateway will resend): ") + e.what());
     }
   }
 

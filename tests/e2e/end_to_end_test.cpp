@@ -3,6 +3,8 @@
 // over HTTP on loopback, whose output the independent validator checks.
 #include <catch2/catch.hpp>
 
+#include <signal.h>
+
 #include <thread>
 
 #include "telehub/broker/embedded_broker.h"
@@ -192,5 +194,93 @@ TEST_CASE("readings published while the hub is away arrive when it comes back", 
 
   hub.start_subscriber();  // same client id: the broker kept the session and queued the messages
   REQUIRE(wait_until([&] { return hub.stored() == 21; }));
+  CHECK(hub.pipeline->counters().quarantined == 0);
+}
+
+// ---------------------------------------------------------------- receipts
+
+namespace {
+
+std::size_t files_in(const std::filesystem::path& dir, const std::string& ext = ".env") {
+  std::size_t n = 0;
+  std::error_code ec;
+  for (const auto& f : std::filesystem::directory_iterator(dir, ec))
+    if (f.is_regular_file() && f.path().extension() == ext) ++n;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("receipts empty the gateway's outbox; a refused message gets a rejected receipt", "[e2e][mqtt][receipts]") {
+  Hub hub;
+  auto prov = hub.enrol("dev-receipts", "patient-r");
+  gateway::GatewayOptions go;
+  go.outbox_dir = hub.dir.path() / "outbox";
+  auto gw = gateway::Gateway::connect(prov, go);
+  REQUIRE(gw);
+  const auto t0 = core::from_unix_millis(1'795'860'000'000);
+  for (int i = 0; i < 3; ++i) REQUIRE((*gw)->publish(std::vector<core::Reading>{hr(70 + i, t0 + std::chrono::minutes(i))}));
+  core::Reading unknown = hr(70, t0);
+  unknown.code = "1234-5";
+  REQUIRE((*gw)->publish(std::vector<core::Reading>{unknown}));
+  CHECK((*gw)->wait_for_receipts(15s));
+  CHECK((*gw)->pending() == 0);
+  CHECK((*gw)->rejected() == 1);
+  CHECK(files_in(go.outbox_dir) == 0);
+  CHECK(files_in(go.outbox_dir / "rejected") == 1);
+  CHECK(hub.stored() == 3);
+}
+
+TEST_CASE("a gateway's outbox is emptied only by receipts, not by the broker's acknowledgement", "[e2e][mqtt][receipts]") {
+  Hub hub;
+  auto prov = hub.enrol("dev-offline", "patient-o");
+  gateway::GatewayOptions go;
+  go.outbox_dir = hub.dir.path() / "outbox";
+  auto gw = gateway::Gateway::connect(prov, go);
+  REQUIRE(gw);
+  hub.subscriber->stop();  // the hub is away: the broker acknowledges and queues
+  hub.subscriber.reset();
+  const auto t0 = core::from_unix_millis(1'795'860'000'000);
+  for (int i = 0; i < 10; ++i) REQUIRE((*gw)->publish(std::vector<core::Reading>{hr(60 + i, t0 + std::chrono::minutes(i))}));
+  std::this_thread::sleep_for(300ms);
+  CHECK((*gw)->pending() == 10);
+  CHECK(files_in(go.outbox_dir) == 10);
+  hub.start_subscriber();
+  CHECK((*gw)->wait_for_receipts(20s));
+  CHECK(files_in(go.outbox_dir) == 0);
+  CHECK(hub.stored() == 10);
+}
+
+TEST_CASE("broker killed with messages only in its memory: the gateway resends, nothing lost or doubled",
+          "[e2e][mqtt][receipts]") {
+  Hub hub;
+  auto prov = hub.enrol("dev-brokercrash", "patient-b");
+  gateway::GatewayOptions go;
+  go.outbox_dir = hub.dir.path() / "outbox";
+  go.receipt_timeout = 500ms;
+  go.publish_timeout = 3s;
+  auto gw = gateway::Gateway::connect(prov, go);
+  REQUIRE(gw);
+  hub.subscriber->stop();
+  hub.subscriber.reset();
+  const auto t0 = core::from_unix_millis(1'795'860'000'000);
+  constexpr int kMessages = 50;
+  for (int i = 0; i < kMessages; ++i)
+    REQUIRE((*gw)->publish(std::vector<core::Reading>{hr(60 + i % 40, t0 + std::chrono::minutes(i))}));
+
+  // kill -9: whatever the broker had not yet autosaved is gone with it.
+  const auto port = hub.broker->port();
+  REQUIRE(::kill(hub.broker->pid(), SIGKILL) == 0);
+  hub.broker->stop();  // reaps the child
+  broker::BrokerOptions bo;
+  bo.dir = hub.dir.path() / "broker";
+  bo.port = port;
+  auto restarted = broker::EmbeddedBroker::start(bo);
+  REQUIRE(restarted);
+  hub.broker = std::move(*restarted);
+  hub.start_subscriber();
+
+  CHECK((*gw)->wait_for_receipts(60s));
+  CHECK(hub.stored() == kMessages);  // 0 lost, 0 duplicated
   CHECK(hub.pipeline->counters().quarantined == 0);
 }

@@ -7,6 +7,10 @@
 // While a Gateway lives it holds an flock on `<state file>.lock`, so a second Gateway (in this or
 // another process) cannot share the state file and reuse sequence numbers.
 //
+// Receipts: the gateway subscribes (QoS 1) to its receipts topic; a receipt removes the message
+// from the outbox. Only receipts, never the broker's PUBACK, empty the outbox, because the
+// broker's acknowledgement only means "in broker memory".
+//
 // MQTT: v5, clean start off with a one-day session expiry and automatic reconnect (1 s to 30 s),
 // so QoS 1 messages in flight when the connection drops are retransmitted, with the same bytes,
 // after reconnecting. Messages published while reconnecting wait in the client (up to 100).
@@ -44,6 +48,13 @@ struct GatewayOptions {
   std::string client_id;
   // How long to wait for the broker's PUBACK, and for the CONNACK in connect(). Default: 10 s.
   std::chrono::milliseconds publish_timeout{10000};
+  // Where sealed messages wait for the hub's receipt (docs/protocol.md, "Receipts").
+  // Default: empty = "<sequence_file without .seq>.outbox" when sequence_file is set, else in
+  // memory only (tests).
+  std::filesystem::path outbox_dir;
+  // A message without a receipt this long after it was sent is sent again (same bytes) by
+  // resend_pending(). Default: 30 s.
+  std::chrono::milliseconds receipt_timeout{30000};
 };
 
 class Gateway {
@@ -53,8 +64,10 @@ class Gateway {
   [[nodiscard]] static Result<std::unique_ptr<Gateway>> connect(const Provisioning& p, const GatewayOptions& options);
   virtual ~Gateway() = default;
 
-  // Encodes readings as payload v1, seals them under the next sequence number and publishes
-  // at QoS 1, waiting for the broker's acknowledgement. Returns the sequence used.
+  // Encodes readings as payload v1, seals them under the next sequence number, keeps the sealed
+  // message in the outbox (on disk, fsynced) and publishes it at QoS 1, waiting for the
+  // broker's acknowledgement. Returns the sequence used. The message stays in the outbox until
+  // the hub's receipt for it arrives, even when publishing fails.
   // The sequence is used up once it is stored, even if publishing then fails; after an
   // mqtt_publish timeout the message may still be delivered later (same bytes, same sequence).
   // Invalid readings (bad_payload) use up no sequence number.
@@ -66,6 +79,16 @@ class Gateway {
 
   // The last sequence used (0 before the first publish).
   virtual std::uint64_t last_sequence() const = 0;
+
+  // Messages in the outbox, waiting for a receipt.
+  virtual std::size_t pending() const = 0;
+  // Messages the hub answered with a "rejected" receipt (kept under <outbox>/rejected/).
+  virtual std::uint64_t rejected() const = 0;
+  // Sends again (same bytes) every outbox message never sent or without a receipt for
+  // receipt_timeout. Returns how many were sent. Fails with mqtt_publish (they stay queued).
+  [[nodiscard]] virtual Result<std::size_t> resend_pending() = 0;
+  // Waits until the outbox is empty, resending as resend_pending() does. True when drained.
+  virtual bool wait_for_receipts(std::chrono::milliseconds timeout) = 0;
   // Disconnects cleanly (idempotent); publish() then fails with mqtt_publish.
   virtual void disconnect() = 0;
 };

@@ -40,6 +40,9 @@ struct SubscriberOptions {
   // How long the broker keeps the session (and queues messages) while the hub is away.
   // Default: 7 days.
   std::chrono::seconds session_expiry{7 * 24 * 3600};
+  // Publish a receipt (envelope/receipt.h) to telehub/v1/devices/<id>/receipts for every
+  // message opened with the device's key, once its outcome is durable. Default: true.
+  bool send_receipts = true;
   // How long start() waits for the first connection and subscription. Default: 10 s.
   std::chrono::milliseconds connect_timeout{10000};
 };
