@@ -1,10 +1,13 @@
 #include "hub_files.h"
 
+#include "telehub/core/log.h"
+
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 #include <sys/stat.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -17,6 +20,17 @@ Result<DataDir> open_data_dir(const std::filesystem::path& root) {
     return core::fail(core::Code::kUnavailable, "data_dir", "cannot create data directory " + root.string());
   ::chmod(root.c_str(), 0700);
   return DataDir{std::filesystem::absolute(root)};
+}
+
+Result<privacy::Kek> load_kek(const std::string& kek_file, const DataDir& dir) {
+  const char* env = std::getenv(privacy::Kek::kEnvVar);
+  if (kek_file.empty() && (env == nullptr || *env == '\0')) {
+    auto path = privacy::Kek::default_dev_path();
+    if (path)
+      core::log_warn("keys", "using the development key-encryption key " + path->string() +
+                                 " (created on first use); in production pass --kek-file or set TELEHUB_KEK");
+  }
+  return privacy::Kek::resolve(kek_file, dir.root);
 }
 
 Status write_hub_info(const DataDir& dir, const HubInfo& info) {

@@ -2,10 +2,13 @@
 // commands (enroll, simulate, the demo) where the running hub's broker and API are.
 //
 //   <data>/telehub.db             measurement store (SQLite, WAL)
-//   <data>/keys/pseudonym.key     pseudonymisation key (mode 0600)
+//   <data>/keys/pseudonym.key     pseudonymisation key, wrapped under the KEK (mode 0600)
 //   <data>/broker/                embedded Mosquitto: config, persistence, log
 //   <data>/provisioning/<dev>.json  provisioning files written at enrolment (secret: 0600)
 //   <data>/hub.json               {"broker": "tcp://...", "fhir": "http://.../fhir"} written by serve
+//
+// The key-encryption key is never here: --kek-file PATH, TELEHUB_KEK, or (development only)
+// ~/.config/telehub/kek; see load_kek().
 #pragma once
 
 #include <filesystem>
@@ -13,12 +16,14 @@
 #include <string>
 
 #include "telehub/core/error.h"
+#include "telehub/privacy/keystore.h"
 
 namespace telehub::apps {
 
 struct DataDir {
   std::filesystem::path root;
   std::filesystem::path db() const { return root / "telehub.db"; }
+  // The pseudonymisation key, wrapped under the KEK (privacy::Pseudonymiser::open_wrapped_key_file).
   std::filesystem::path pseudonym_key() const { return root / "keys" / "pseudonym.key"; }
   std::filesystem::path broker_dir() const { return root / "broker"; }
   std::filesystem::path provisioning_dir() const { return root / "provisioning"; }
@@ -27,6 +32,12 @@ struct DataDir {
 
 // Creates the directory (mode 0700) if needed. Fails with unavailable/data_dir.
 [[nodiscard]] Result<DataDir> open_data_dir(const std::filesystem::path& root);
+
+// The KEK for this data directory: `kek_file` when non-empty (the --kek-file option), else the
+// environment variable TELEHUB_KEK, else the development default ~/.config/telehub/kek (created
+// on first use; a warning says it is for development only). Fails as privacy::Kek::resolve:
+// no_kek, bad_kek, kek_inside_data.
+[[nodiscard]] Result<privacy::Kek> load_kek(const std::string& kek_file, const DataDir& dir);
 
 struct HubInfo {
   std::string broker_uri;        // "tcp://127.0.0.1:41883"

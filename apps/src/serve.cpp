@@ -14,6 +14,7 @@
 #include "telehub/ingest/metrics.h"
 #include "telehub/ingest/mqtt_subscriber.h"
 #include "telehub/ingest/pipeline.h"
+#include "telehub/privacy/pseudonym.h"
 #include "telehub/storage/store.h"
 
 namespace telehub::apps {
@@ -28,13 +29,15 @@ constexpr const char* kServeHelp = R"(usage: telehub serve [options]
   --client-id ID       MQTT client id / persistent session name (default telehub-hub)
   --shared             subscribe through $share/telehub/... to split load over several hubs
   --log-level LEVEL    debug|info|warn|error (default info)
+  --kek-file PATH      key-encryption key file, outside the data directory (default: $TELEHUB_KEK,
+                       else ~/.config/telehub/kek, created on first use: development only)
 )";
 
 }  // namespace
 
 int cmd_serve(int argc, char** argv) {
   auto parsed = parse_args(argc, argv, 2,
-                           {"data", "http-host", "http-port", "broker", "broker-port", "client-id", "log-level"},
+                           {"data", "http-host", "http-port", "broker", "broker-port", "client-id", "log-level", "kek-file"},
                            {"shared", "help"});
   if (!parsed) {
     std::cerr << "telehub: " << parsed.error().message << "\n" << kServeHelp;
@@ -72,6 +75,13 @@ int cmd_serve(int argc, char** argv) {
   auto previous = read_hub_info(*dir);
   if (!previous) return fail_with(previous.error());
 
+  auto kek = load_kek(args.get("kek-file"), *dir);
+  if (!kek) return fail_with(kek.error());
+  // Fail fast with the wrong KEK (ingest would otherwise leave every message unacknowledged).
+  if (std::filesystem::exists(dir->pseudonym_key()))
+    if (auto p = privacy::Pseudonymiser::open_wrapped_key_file(dir->pseudonym_key(), *kek); !p)
+      return fail_with(p.error());
+
   auto store = storage::open_sqlite_store({dir->db()}, core::system_clock());
   if (!store) return fail_with(store.error());
 
@@ -103,7 +113,7 @@ int cmd_serve(int argc, char** argv) {
     core::log_info("serve", "embedded broker (mosquitto pid " + std::to_string(embedded->pid()) + ") at " + info.broker_uri);
   }
 
-  ingest::Pipeline pipeline(**store, core::system_clock());
+  ingest::Pipeline pipeline(**store, core::system_clock(), *kek);
   ingest::SubscriberOptions so;
   so.server_uri = info.broker_uri;
   so.client_id = args.get("client-id", "telehub-hub");

@@ -26,6 +26,8 @@ constexpr const char* kSimulateHelp = R"(usage: telehub simulate [options]
   --interval-ms MS      pause between live rounds (default 5000)
   --duration-s S        stop after S seconds of live readings; 0 = until Ctrl-C (default 0)
   --broker URI          broker to publish to (default: the one in <data>/hub.json, written by serve)
+  --kek-file PATH       key-encryption key file (default: $TELEHUB_KEK, else ~/.config/telehub/kek,
+                        development only); must be the hub's
 )";
 
 struct SimPatient {
@@ -51,7 +53,7 @@ Status publish_chunked(SimPatient& p, const std::vector<core::Reading>& readings
 }  // namespace
 
 int cmd_simulate(int argc, char** argv) {
-  auto parsed = parse_args(argc, argv, 2, {"data", "patients", "history-hours", "interval-ms", "duration-s", "broker"},
+  auto parsed = parse_args(argc, argv, 2, {"data", "patients", "history-hours", "interval-ms", "duration-s", "broker", "kek-file"},
                            {"help"});
   if (!parsed) {
     std::cerr << "telehub: " << parsed.error().message << "\n" << kSimulateHelp;
@@ -85,7 +87,9 @@ int cmd_simulate(int argc, char** argv) {
     }
     broker_uri = (*info)->broker_uri;
   }
-  auto pseudonymiser = privacy::Pseudonymiser::open_key_file(dir->pseudonym_key());
+  auto kek = load_kek(args.get("kek-file"), *dir);
+  if (!kek) return fail_with(kek.error());
+  auto pseudonymiser = privacy::Pseudonymiser::open_wrapped_key_file(dir->pseudonym_key(), *kek);
   if (!pseudonymiser) return fail_with(pseudonymiser.error());
 
   std::vector<SimPatient> sims;
@@ -97,7 +101,7 @@ int cmd_simulate(int argc, char** argv) {
       const auto file = dir->provisioning_dir() / (subject_id + ".json");
       const bool new_enrolment = !std::filesystem::exists(file);
       if (new_enrolment) {
-        auto e = enrol_device(*dir, **store, subject_id, broker_uri, file);
+        auto e = enrol_device(*dir, **store, *kek, subject_id, broker_uri, file);
         if (!e) return fail_with(e.error());
         std::cout << "enrolled " << e->device_id << " for " << subject_id << " (Patient/" << e->subject_pseudonym << ")\n";
       }

@@ -1,5 +1,6 @@
 #include "telehub/ingest/pipeline.h"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include <cmath>
@@ -73,8 +74,28 @@ std::string_view kind_name(Disposition::Kind kind) {
   return "?";
 }
 
+Pipeline::Pipeline(storage::Store& store, const core::Clock& clock, const privacy::Kek& kek, PipelineOptions options)
+    : store_(store), clock_(clock), options_(options), kek_(&kek) {}
+
 Pipeline::Pipeline(storage::Store& store, const core::Clock& clock, PipelineOptions options)
     : store_(store), clock_(clock), options_(options) {}
+
+const privacy::Kek* Pipeline::kek() {
+  if (kek_) return kek_;
+  std::call_once(resolve_once_, [this] {
+    auto k = privacy::Kek::resolve({}, {});
+    if (k) resolved_kek_ = std::make_unique<privacy::Kek>(std::move(*k));
+    else resolve_error_ = k.error();
+  });
+  return resolved_kek_.get();
+}
+
+Disposition Pipeline::unwrap_failed(const core::Error& e) {
+  ++retries_;
+  core::log_error("ingest", "cannot unwrap the device key (check the KEK: --kek-file or TELEHUB_KEK); the message "
+                            "stays unacknowledged: " + e.to_string());
+  return disposition(Kind::kRetry, "unwrap_failed", 0);
+}
 
 std::string Pipeline::device_from_topic(std::string_view topic) {
   if (!topic.starts_with(kTopicPrefix) || !topic.ends_with(kReadingsSuffix)) return {};
@@ -130,11 +151,28 @@ Disposition Pipeline::process(const InboundMessage& m) {
   if (!device) return retry(device.error());
   if (!*device) return quarantine(m, topic_device, "unknown_device", "no enrolled device with this id");
   const storage::DeviceRecord& d = **device;
+  if (d.revoked_at) return quarantine(m, topic_device, "device_revoked", "device was revoked");
   if (!d.active) return quarantine(m, topic_device, "device_inactive", "device is not active");
-  if (header->key_id != d.key_id)
-    return quarantine(m, topic_device, "unknown_key", "key id " + std::to_string(header->key_id) + " is not the device's key");
 
-  auto plaintext = envelope::open(m.payload, d.key);
+  // Key selection: the current key, or the previous one while its grace period lasts.
+  const core::Bytes* wrapped = nullptr;
+  if (header->key_id == d.key_id) {
+    wrapped = &d.wrapped_key;
+  } else if (d.previous && header->key_id == d.previous->key_id) {
+    if (received_time(m) >= d.previous->valid_until)
+      return quarantine(m, topic_device, "expired_key",
+                        "key id " + std::to_string(header->key_id) + " was replaced and its grace period is over");
+    wrapped = &d.previous->wrapped_key;
+  } else {
+    return quarantine(m, topic_device, "unknown_key", "key id " + std::to_string(header->key_id) + " is not the device's key");
+  }
+  const privacy::Kek* k = kek();
+  if (!k) return unwrap_failed(resolve_error_.value_or(core::make_error(core::Code::kNotFound, "no_kek", "no KEK")));
+  auto key = k->unwrap(*wrapped, privacy::device_key_ad(d.id, header->key_id));
+  if (!key) return unwrap_failed(key.error());
+
+  auto plaintext = envelope::open(m.payload, *key);
+  OPENSSL_cleanse(key->data(), key->size());
   if (!plaintext) return quarantine(m, topic_device, plaintext.error().reason, plaintext.error().message);
 
   // From here on the message provably comes from the device: its outcome gets a receipt.

@@ -1,8 +1,10 @@
 // SQLite implementation of the measurement store. See store.h for the contract.
 //
-// Layout (schema version 1):
+// Layout (schema version 2):
 //   subjects(pseudonym)                           pseudonyms only, never identifiers
-//   devices(id, subject, key_id, key, ...)
+//   devices(id, subject, key_id, wrapped_key, prev_key_id, prev_wrapped_key,
+//           prev_valid_until_ms, enrolled_ms, active, revoked_ms)
+//                                                 keys only wrapped under the KEK (opaque here)
 //   messages(id, device_id, sequence, content_hash, received_ms)   UNIQUE(device_id, sequence)
 //   observations(id, message_id, subject, device_id, sequence, idx, code, value, unit,
 //                time_ms, components, received_ms)                 UNIQUE(message_id, idx)
@@ -12,6 +14,12 @@
 // jobs (up to max_batch_messages), runs each inside its own SAVEPOINT within one transaction,
 // commits, and only then completes the jobs' promises. A job that fails is rolled back to its
 // savepoint without affecting the others; a failed COMMIT fails every job of the batch.
+//
+// Schema history: 1 stored device keys unwrapped (column `key`). 2 stores only wrapped keys
+// plus the previous key of a rotation and the revocation time. Migration 1 -> 2 refuses a
+// database that holds devices (their raw keys cannot be wrapped here: storage has no KEK,
+// and nothing was deployed with schema 1), and recreates the empty devices table otherwise.
+// The writer connection runs with secure_delete, so overwritten keys are zeroed in the file.
 
 #include <cinttypes>
 #include <condition_variable>
@@ -31,7 +39,7 @@ namespace {
 
 using core::Code;
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS subjects(
@@ -42,9 +50,13 @@ CREATE TABLE IF NOT EXISTS devices(
   id TEXT PRIMARY KEY,
   subject TEXT NOT NULL REFERENCES subjects(pseudonym),
   key_id INTEGER NOT NULL,
-  key BLOB NOT NULL,
+  wrapped_key BLOB NOT NULL,
+  prev_key_id INTEGER,
+  prev_wrapped_key BLOB,
+  prev_valid_until_ms INTEGER,
   enrolled_ms INTEGER NOT NULL,
-  active INTEGER NOT NULL DEFAULT 1
+  active INTEGER NOT NULL DEFAULT 1,
+  revoked_ms INTEGER
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS devices_subject ON devices(subject);
 CREATE TABLE IF NOT EXISTS messages(
@@ -148,6 +160,8 @@ class SqliteRegistry final : public Registry {
   Status add_device(const DeviceRecord& device) override;
   Result<std::optional<DeviceRecord>> find_device(std::string_view device_id) override;
   Result<std::vector<DeviceRecord>> devices_of(std::string_view pseudonym) override;
+  Status rotate_key(const KeyRotation& rotation) override;
+  Status revoke_device(std::string_view device_id, core::TimePoint revoked_at) override;
 
  private:
   SqliteStore& store_;
@@ -450,14 +464,23 @@ Result<bool> SqliteRegistry::subject_exists(std::string_view pseudonym) {
 }
 
 Status SqliteRegistry::add_device(const DeviceRecord& d) {
+  if (d.wrapped_key.empty()) return core::fail(Code::kInvalidArgument, "bad_device", "a device needs a wrapped key");
   const auto now = core::to_unix_millis(store_.clock().now());
   auto r = store_.write([&](sqlite::Database& db) -> Result<std::int64_t> {
     if (auto s = insert_subject(db, d.subject, now); !s) return tl::unexpected(s.error());
     auto st = db.prepare(
-        "INSERT INTO devices(id, subject, key_id, key, enrolled_ms, active) VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
+        "INSERT INTO devices(id, subject, key_id, wrapped_key, prev_key_id, prev_wrapped_key, prev_valid_until_ms,"
+        " enrolled_ms, active, revoked_ms) VALUES(?1, ?2, ?3, ?4, ?7, ?8, ?9, ?5, ?6, ?10)");
     if (!st) return tl::unexpected(st.error());
     st->bind(1, std::string_view(d.id)).bind(2, std::string_view(d.subject)).bind(3, static_cast<std::int64_t>(d.key_id));
-    st->bind_blob(4, d.key).bind(5, core::to_unix_millis(d.enrolled_at)).bind(6, std::int64_t{d.active ? 1 : 0});
+    st->bind_blob(4, d.wrapped_key).bind(5, core::to_unix_millis(d.enrolled_at)).bind(6, std::int64_t{d.active ? 1 : 0});
+    if (d.previous) {
+      st->bind(7, static_cast<std::int64_t>(d.previous->key_id)).bind_blob(8, d.previous->wrapped_key);
+      st->bind(9, core::to_unix_millis(d.previous->valid_until));
+    } else {
+      st->bind_null(7).bind_null(8).bind_null(9);
+    }
+    if (d.revoked_at) st->bind(10, core::to_unix_millis(*d.revoked_at)); else st->bind_null(10);
     if (auto s = st->run(); !s) {
       if (s.error().reason == "db_constraint")
         return core::fail(Code::kAlreadyExists, "device_exists", "a device with this id is already enrolled");
@@ -469,16 +492,26 @@ Status SqliteRegistry::add_device(const DeviceRecord& d) {
   return {};
 }
 
-constexpr const char* kDeviceColumns = "SELECT id, subject, key_id, key, enrolled_ms, active FROM devices ";
+constexpr const char* kDeviceColumns =
+    "SELECT id, subject, key_id, wrapped_key, enrolled_ms, active, prev_key_id, prev_wrapped_key, prev_valid_until_ms,"
+    " revoked_ms FROM devices ";
 
 DeviceRecord row_to_device(const sqlite::Statement& st) {
   DeviceRecord d;
   d.id = st.column_text(0);
   d.subject = st.column_text(1);
   d.key_id = static_cast<std::uint32_t>(st.column_int64(2));
-  d.key = st.column_blob(3);
+  d.wrapped_key = st.column_blob(3);
   d.enrolled_at = core::from_unix_millis(st.column_int64(4));
   d.active = st.column_int64(5) != 0;
+  if (!st.column_is_null(6) && !st.column_is_null(7) && !st.column_is_null(8)) {
+    PreviousKey p;
+    p.key_id = static_cast<std::uint32_t>(st.column_int64(6));
+    p.wrapped_key = st.column_blob(7);
+    p.valid_until = core::from_unix_millis(st.column_int64(8));
+    d.previous = std::move(p);
+  }
+  if (!st.column_is_null(9)) d.revoked_at = core::from_unix_millis(st.column_int64(9));
   return d;
 }
 
@@ -507,6 +540,57 @@ Result<std::vector<DeviceRecord>> SqliteRegistry::devices_of(std::string_view ps
       out.push_back(row_to_device(*st));
     }
   });
+}
+
+Status SqliteRegistry::rotate_key(const KeyRotation& k) {
+  if (k.new_wrapped_key.empty() || k.new_key_id == k.from_key_id)
+    return core::fail(Code::kInvalidArgument, "bad_rotation", "a rotation needs a new key id and a wrapped key");
+  auto r = store_.write([&k](sqlite::Database& db) -> Result<std::int64_t> {
+    auto find = db.prepare("SELECT key_id, active FROM devices WHERE id=?1");
+    if (!find) return tl::unexpected(find.error());
+    find->bind(1, std::string_view(k.device_id));
+    auto row = find->step();
+    if (!row) return tl::unexpected(row.error());
+    if (!*row) return core::fail(Code::kNotFound, "no_device", "no enrolled device with this id");
+    if (find->column_int64(1) == 0)
+      return core::fail(Code::kFailedPrecondition, "device_revoked", "the device is revoked or inactive");
+    if (static_cast<std::uint32_t>(find->column_int64(0)) != k.from_key_id)
+      return core::fail(Code::kAborted, "key_changed", "the device's key changed meanwhile; try again");
+    auto st = db.prepare(
+        "UPDATE devices SET prev_key_id=key_id, prev_wrapped_key=wrapped_key, prev_valid_until_ms=?2, key_id=?3,"
+        " wrapped_key=?4 WHERE id=?1");
+    if (!st) return tl::unexpected(st.error());
+    st->bind(1, std::string_view(k.device_id)).bind(2, core::to_unix_millis(k.previous_valid_until));
+    st->bind(3, static_cast<std::int64_t>(k.new_key_id)).bind_blob(4, k.new_wrapped_key);
+    if (auto s = st->run(); !s) return tl::unexpected(s.error());
+    return 0;
+  });
+  if (!r) return tl::unexpected(r.error());
+  return {};
+}
+
+Status SqliteRegistry::revoke_device(std::string_view device_id, core::TimePoint revoked_at) {
+  auto r = store_.write([device_id, revoked_at](sqlite::Database& db) -> Result<std::int64_t> {
+    // zeroblob first, then empty: the key bytes are overwritten in place, and secure_delete
+    // zeroes whatever the update frees.
+    auto st = db.prepare(
+        "UPDATE devices SET active=0, revoked_ms=coalesce(revoked_ms, ?2), wrapped_key=zeroblob(length(wrapped_key)),"
+        " prev_wrapped_key=CASE WHEN prev_wrapped_key IS NULL THEN NULL ELSE zeroblob(length(prev_wrapped_key)) END"
+        " WHERE id=?1");
+    if (!st) return tl::unexpected(st.error());
+    st->bind(1, device_id).bind(2, core::to_unix_millis(revoked_at));
+    if (auto s = st->run(); !s) return tl::unexpected(s.error());
+    if (db.changes() == 0) return core::fail(Code::kNotFound, "no_device", "no enrolled device with this id");
+    auto clear = db.prepare(
+        "UPDATE devices SET wrapped_key=X'', prev_key_id=NULL, prev_wrapped_key=NULL, prev_valid_until_ms=NULL"
+        " WHERE id=?1");
+    if (!clear) return tl::unexpected(clear.error());
+    clear->bind(1, device_id);
+    if (auto s = clear->run(); !s) return tl::unexpected(s.error());
+    return 0;
+  });
+  if (!r) return tl::unexpected(r.error());
+  return {};
 }
 
 // ---------------------------------------------------------------- quarantine
@@ -594,7 +678,22 @@ Status migrate(sqlite::Database& db) {
     return core::fail(Code::kDataLoss, "db_schema", "database schema is newer than this telehub understands");
   if (*v == kSchemaVersion) return {};
   if (auto s = db.exec("BEGIN IMMEDIATE"); !s) return s;
-  auto s = db.exec(kSchema);
+  Status s;
+  if (*v == 1) {
+    // Schema 1 kept device keys unwrapped; storage has no KEK to wrap them with.
+    auto devices = scalar(db, "SELECT count(*) FROM devices");
+    if (!devices) {
+      s = tl::unexpected(devices.error());
+    } else if (*devices > 0) {
+      (void)db.exec("ROLLBACK");
+      return core::fail(Code::kDataLoss, "db_schema",
+                        "database schema 1 holds unwrapped device keys; schema 2 keeps only keys wrapped under a "
+                        "KEK: re-enrol the devices into a new data directory");
+    } else {
+      s = db.exec("DROP TABLE devices");
+    }
+  }
+  if (s) s = db.exec(kSchema);
   if (s) s = db.exec("INSERT INTO schema_version(version) VALUES(" + std::to_string(kSchemaVersion) + ")");
   if (!s) {
     (void)db.exec("ROLLBACK");
@@ -610,6 +709,8 @@ Result<std::unique_ptr<Store>> open_sqlite_store(const StoreOptions& options, co
     return core::fail(Code::kInvalidArgument, "bad_options", "max_batch_messages must be at least 1");
   auto db = sqlite::Database::open(options.path);
   if (!db) return tl::unexpected(db.error());
+  // Overwritten or deleted content (revoked keys) is zeroed in the file, not left in free pages.
+  if (auto s = db->exec("PRAGMA secure_delete=ON"); !s) return tl::unexpected(s.error());
   if (auto s = migrate(*db); !s) {
     if (s.error().reason == "db_schema") return tl::unexpected(s.error());
     return core::fail(Code::kDataLoss, "db_schema", "cannot create or migrate schema: " + s.error().message);

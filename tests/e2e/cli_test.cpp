@@ -17,7 +17,14 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::string bin(const std::string& name) { return std::string(TELEHUB_BINARY_DIR) + "/apps/" + name; }
+// A test KEK, so the commands never touch the real ~/.config/telehub/kek.
+const std::string kKekHex(64, 'b');
+
+// The binary, run with TELEHUB_KEK set (a shell prefix for run_command).
+std::string bin(const std::string& name) {
+  return "TELEHUB_KEK=" + kKekHex + " " + std::string(TELEHUB_BINARY_DIR) + "/apps/" + name;
+}
+std::string bin_path(const std::string& name) { return std::string(TELEHUB_BINARY_DIR) + "/apps/" + name; }
 
 std::string slurp(const std::filesystem::path& p) {
   std::ifstream in(p);
@@ -32,7 +39,8 @@ pid_t spawn_serve(const std::filesystem::path& data, const std::filesystem::path
   if (pid == 0) {
     std::freopen(log.c_str(), "w", stdout);
     std::freopen(log.c_str(), "a", stderr);
-    std::string b = bin("telehub"), d = data.string();
+    ::setenv("TELEHUB_KEK", kKekHex.c_str(), 1);
+    std::string b = bin_path("telehub"), d = data.string();
     execl(b.c_str(), b.c_str(), "serve", "--data", d.c_str(), "--http-port", "0", static_cast<char*>(nullptr));
     _exit(127);
   }

@@ -42,7 +42,7 @@ struct Fixture {
     storage::DeviceRecord d;
     d.id = "dev-http";
     d.subject = patient;
-    d.key = core::Bytes(32, 1);
+    d.wrapped_key = core::Bytes(61, 1);  // opaque to storage and fhir
     REQUIRE(store->registry().add_device(d));
     storage::MessageBatch b;
     b.device_id = d.id;

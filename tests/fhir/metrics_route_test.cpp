@@ -5,7 +5,7 @@
 
 using namespace telehub;
 
-TEST_CASE("GET /metrics serves the metrics callback as Prometheus text; absent without one", "[fhir][metrics]") {
+TEST_CASE("GET /metrics serves the metrics callback as Prometheus text, and is absent without one", "[fhir][metrics]") {
   testing::TempDir dir;
   auto store = storage::open_sqlite_store({dir.path() / "t.db"}, core::system_clock());
   REQUIRE(store);

@@ -80,7 +80,7 @@ struct Fixture {
     storage::DeviceRecord d;
     d.id = id;
     d.subject = subject.str();
-    d.key = core::Bytes(32, 0xAB);
+    d.wrapped_key = core::Bytes(61, 0xAB);  // opaque to storage and fhir
     d.enrolled_at = at("2026-10-01T00:00:00Z");
     d.active = active;
     REQUIRE(store->registry().add_device(d));
@@ -559,6 +559,8 @@ class FailingRegistry final : public storage::Registry {
   Status add_device(const storage::DeviceRecord&) override { return fail(); }
   Result<std::optional<storage::DeviceRecord>> find_device(std::string_view) override { return fail(); }
   Result<std::vector<storage::DeviceRecord>> devices_of(std::string_view) override { return fail(); }
+  Status rotate_key(const storage::KeyRotation&) override { return fail(); }
+  Status revoke_device(std::string_view, core::TimePoint) override { return fail(); }
 
  private:
   static tl::unexpected<core::Error> fail() { return core::fail(core::Code::kUnavailable, "db_busy", "database is locked /secret/path"); }

@@ -12,23 +12,37 @@ using Kind = ingest::Disposition::Kind;
 
 namespace {
 
+// A clock the test moves by hand.
+class ManualClock final : public core::Clock {
+ public:
+  core::TimePoint now() const override { return now_; }
+  void set(core::TimePoint t) { now_ = t; }
+  void advance(core::Millis d) { now_ += d; }
+
+ private:
+  core::TimePoint now_ = core::from_unix_millis(1'795'860'000'000);
+};
+
 struct Fixture {
   testing::TempDir dir;
+  ManualClock clock;
+  privacy::Kek kek = *privacy::Kek::from_hex(std::string(64, 'e'));
   std::unique_ptr<storage::Store> store;
   std::unique_ptr<ingest::Pipeline> pipeline;
   std::unique_ptr<privacy::Pseudonymiser> pseudonymiser;
   storage::DeviceRecord device;
+  core::Bytes key = core::Bytes(32, 0x42);  // the device key in clear, as the gateway has it
 
   Fixture() {
     auto s = storage::open_sqlite_store({dir.path() / "telehub.db"}, core::system_clock());
     REQUIRE(s);
     store = std::move(*s);
-    pipeline = std::make_unique<ingest::Pipeline>(*store, core::system_clock());
+    pipeline = std::make_unique<ingest::Pipeline>(*store, clock, kek);
     pseudonymiser = std::move(*privacy::Pseudonymiser::from_key(core::Bytes(32, 5)));
     device.id = "dev-test";
     device.subject = pseudonymiser->subject("patient-1").str();
-    device.key = core::Bytes(32, 0x42);
     device.key_id = 1;
+    device.wrapped_key = *kek.wrap(key, privacy::device_key_ad(device.id, device.key_id));
     REQUIRE(store->registry().add_device(device));
   }
 
@@ -43,13 +57,18 @@ struct Fixture {
 
   core::Bytes sealed_json(std::uint64_t seq, const std::string& json, std::uint32_t key_id = 1,
                           const std::string& id = "dev-test") const {
-    auto bytes = envelope::seal({envelope::kVersion, id, key_id, seq}, device.key, core::as_bytes(json));
+    return sealed_with(key, seq, json, key_id, id);
+  }
+
+  static core::Bytes sealed_with(const core::Bytes& k, std::uint64_t seq, const std::string& json,
+                                 std::uint32_t key_id = 1, const std::string& id = "dev-test") {
+    auto bytes = envelope::seal({envelope::kVersion, id, key_id, seq}, k, core::as_bytes(json));
     REQUIRE(bytes);
     return *bytes;
   }
 
   ingest::Disposition send(core::Bytes payload, std::string t = "") const {
-    return pipeline->process({t.empty() ? topic() : t, std::move(payload), core::system_clock().now()});
+    return pipeline->process({t.empty() ? topic() : t, std::move(payload), clock.now()});
   }
 
   std::int64_t stored() const { return *store->observations().count(); }
@@ -218,4 +237,78 @@ TEST_CASE("only authenticated outcomes carry the device and sequence for a recei
   CHECK(bad.reason == "bad_seal");
   CHECK_FALSE(bad.authenticated);  // anyone could have sent it: no receipt
   CHECK(bad.sequence == 0);
+}
+
+TEST_CASE("after a rotation the old key works during its grace period only, the new key always", "[ingest][keys]") {
+  Fixture f;
+  REQUIRE(f.send(f.sealed(1, {hr(70)})).kind == Kind::kStored);
+  const core::Bytes new_key(32, 0x43);
+  storage::KeyRotation rot{"dev-test", 1, 2, *f.kek.wrap(new_key, privacy::device_key_ad("dev-test", 2)),
+                           f.clock.now() + std::chrono::hours(24)};
+  REQUIRE(f.store->registry().rotate_key(rot));
+
+  auto json = *envelope::encode_payload(std::vector<core::Reading>{hr(71)});
+  // Within the grace period: old key id 1 still opens; sequences keep counting across key ids.
+  f.clock.advance(std::chrono::hours(23));
+  CHECK(f.send(Fixture::sealed_with(f.key, 2, json, 1)).kind == Kind::kStored);
+  CHECK(f.send(Fixture::sealed_with(new_key, 3, json, 2)).kind == Kind::kStored);
+  // A message sealed with the old key but claiming the new key id does not open.
+  CHECK(f.send(Fixture::sealed_with(f.key, 4, json, 2)).reason == "bad_seal");
+  // After the grace period the old key id is refused; the new one keeps working.
+  f.clock.advance(std::chrono::hours(1));
+  auto expired = f.send(Fixture::sealed_with(f.key, 5, json, 1));
+  CHECK(expired.kind == Kind::kQuarantined);
+  CHECK(expired.reason == "expired_key");
+  CHECK_FALSE(expired.authenticated);
+  CHECK(f.send(Fixture::sealed_with(new_key, 6, json, 2)).kind == Kind::kStored);
+  CHECK(f.send(Fixture::sealed_with(new_key, 7, json, 9)).reason == "unknown_key");
+  CHECK(f.stored() == 4);
+
+  // A second rotation drops key 1 altogether: it is unknown now, not merely expired.
+  const core::Bytes third(32, 0x44);
+  storage::KeyRotation again{"dev-test", 2, 3, *f.kek.wrap(third, privacy::device_key_ad("dev-test", 3)),
+                             f.clock.now() + std::chrono::hours(1)};
+  REQUIRE(f.store->registry().rotate_key(again));
+  CHECK(f.send(Fixture::sealed_with(f.key, 8, json, 1)).reason == "unknown_key");
+  CHECK(f.send(Fixture::sealed_with(new_key, 9, json, 2)).kind == Kind::kStored);
+  CHECK(f.send(Fixture::sealed_with(third, 10, json, 3)).kind == Kind::kStored);
+  // A stale rotation (based on key id 2) is refused.
+  auto stale = f.store->registry().rotate_key(rot);
+  REQUIRE_FALSE(stale);
+  CHECK(stale.error().reason == "key_changed");
+}
+
+TEST_CASE("a revoked device's messages are quarantined as device_revoked and nothing is stored", "[ingest][keys]") {
+  Fixture f;
+  REQUIRE(f.send(f.sealed(1, {hr(70)})).kind == Kind::kStored);
+  REQUIRE(f.store->registry().revoke_device("dev-test", f.clock.now()));
+  auto d = f.send(f.sealed(2, {hr(71)}));
+  CHECK(d.kind == Kind::kQuarantined);
+  CHECK(d.reason == "device_revoked");
+  CHECK_FALSE(d.authenticated);
+  // Even a redelivery of an already stored message is refused now.
+  CHECK(f.send(f.sealed(1, {hr(70)})).reason == "device_revoked");
+  CHECK(f.stored() == 1);
+  CHECK(*f.store->quarantine().count("device_revoked") == 2);
+  auto rec = f.store->registry().find_device("dev-test");
+  REQUIRE(rec);
+  REQUIRE(rec->has_value());
+  CHECK_FALSE((*rec)->active);
+  CHECK((*rec)->wrapped_key.empty());
+  CHECK_FALSE((*rec)->previous);
+  CHECK((*rec)->revoked_at);
+}
+
+TEST_CASE("a device key that does not unwrap (wrong KEK) is retried, not blamed on the device", "[ingest][keys]") {
+  Fixture f;
+  auto other = *privacy::Kek::from_hex(std::string(64, 'f'));
+  ingest::Pipeline wrong(*f.store, f.clock, other);
+  auto d = wrong.process({f.topic(), f.sealed(1, {hr(70)}), f.clock.now()});
+  CHECK(d.kind == Kind::kRetry);
+  CHECK(d.reason == "unwrap_failed");
+  CHECK_FALSE(d.acknowledge());
+  CHECK(*f.store->quarantine().count() == 0);
+  CHECK(f.stored() == 0);
+  // With the right KEK the same message is stored.
+  CHECK(f.send(f.sealed(1, {hr(70)})).kind == Kind::kStored);
 }

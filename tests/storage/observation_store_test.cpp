@@ -1,8 +1,13 @@
 // Conformance tests for storage::Store, run against the SQLite backend (the only one so far).
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <fstream>
+#include <iterator>
 #include <set>
 #include <thread>
+
+#include <sqlite3.h>
 
 #include "telehub/storage/store.h"
 #include "test_support.h"
@@ -185,7 +190,7 @@ TEST_CASE("registry keeps subjects and devices", "[storage]") {
   storage::DeviceRecord d;
   d.id = "dev-1";
   d.subject = s.str();
-  d.key = core::Bytes(32, 0xab);
+  d.wrapped_key = core::Bytes(61, 0xab);  // opaque to storage
   d.key_id = 3;
   REQUIRE(f.store->registry().add_device(d));
   CHECK(*f.store->registry().subject_exists(s.str()));
@@ -195,7 +200,10 @@ TEST_CASE("registry keeps subjects and devices", "[storage]") {
   auto found = f.store->registry().find_device("dev-1");
   REQUIRE(found);
   REQUIRE(found->has_value());
-  CHECK((*found)->key == d.key);
+  CHECK((*found)->wrapped_key == d.wrapped_key);
+  CHECK_FALSE((*found)->previous);
+  CHECK_FALSE((*found)->revoked_at);
+  CHECK((*found)->active);
   CHECK((*found)->key_id == 3);
   CHECK((*found)->subject == s.str());
   CHECK_FALSE(f.store->registry().find_device("dev-2")->has_value());
@@ -249,4 +257,110 @@ TEST_CASE("quarantine entries can be read by id and removed", "[storage]") {
   auto again = f.store->quarantine().remove(*id);
   REQUIRE_FALSE(again);
   CHECK(again.error().reason == "no_entry");
+}
+
+namespace {
+
+core::Bytes file_bytes(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return core::Bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+bool contains(const core::Bytes& hay, const core::Bytes& needle) {
+  return std::search(hay.begin(), hay.end(), needle.begin(), needle.end()) != hay.end();
+}
+
+}  // namespace
+
+TEST_CASE("registry rotates a device key keeping the previous one, and revokes a device", "[storage][keys]") {
+  Fixture f;
+  storage::DeviceRecord d;
+  d.id = "dev-r";
+  d.subject = f.subject("p1").str();
+  d.key_id = 1;
+  d.wrapped_key = core::Bytes(61, 0x11);
+  REQUIRE(f.store->registry().add_device(d));
+  const auto until = core::from_unix_millis(1'800'000'000'000);
+  REQUIRE(f.store->registry().rotate_key({"dev-r", 1, 2, core::Bytes(61, 0x22), until}));
+  auto found = f.store->registry().find_device("dev-r");
+  REQUIRE(found);
+  REQUIRE(found->has_value());
+  CHECK((*found)->key_id == 2);
+  CHECK((*found)->wrapped_key == core::Bytes(61, 0x22));
+  REQUIRE((*found)->previous);
+  CHECK((*found)->previous->key_id == 1);
+  CHECK((*found)->previous->wrapped_key == core::Bytes(61, 0x11));
+  CHECK((*found)->previous->valid_until == until);
+
+  auto stale = f.store->registry().rotate_key({"dev-r", 1, 2, core::Bytes(61, 0x33), until});
+  REQUIRE_FALSE(stale);
+  CHECK(stale.error().reason == "key_changed");
+  auto unknown = f.store->registry().rotate_key({"dev-x", 1, 2, core::Bytes(61, 0x33), until});
+  REQUIRE_FALSE(unknown);
+  CHECK(unknown.error().reason == "no_device");
+  auto bad = f.store->registry().rotate_key({"dev-r", 2, 2, core::Bytes(61, 0x33), until});
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().reason == "bad_rotation");
+
+  const auto at = core::from_unix_millis(1'790'000'000'000);
+  REQUIRE(f.store->registry().revoke_device("dev-r", at));
+  REQUIRE(f.store->registry().revoke_device("dev-r", at + std::chrono::hours(1)));  // idempotent
+  found = f.store->registry().find_device("dev-r");
+  REQUIRE(found->has_value());
+  CHECK_FALSE((*found)->active);
+  CHECK((*found)->revoked_at == at);
+  CHECK((*found)->wrapped_key.empty());
+  CHECK_FALSE((*found)->previous);
+  auto again = f.store->registry().rotate_key({"dev-r", 2, 3, core::Bytes(61, 0x33), until});
+  REQUIRE_FALSE(again);
+  CHECK(again.error().reason == "device_revoked");
+  auto missing = f.store->registry().revoke_device("dev-x", at);
+  REQUIRE_FALSE(missing);
+  CHECK(missing.error().reason == "no_device");
+
+  // The revoked keys' bytes are gone from the database file (secure_delete), once closed.
+  f.store.reset();
+  const auto bytes = file_bytes(f.dir.path() / "telehub.db");
+  REQUIRE_FALSE(bytes.empty());
+  CHECK_FALSE(contains(bytes, core::Bytes(61, 0x11)));
+  CHECK_FALSE(contains(bytes, core::Bytes(61, 0x22)));
+}
+
+TEST_CASE("a schema-1 database holding unwrapped device keys is refused, an empty one migrated",
+          "[storage][keys]") {
+  testing::TempDir dir;
+  auto make_v1 = [](const std::filesystem::path& path, bool with_device) {
+    // Raw SQLite C API: a database as telehub with schema 1 left it.
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+    auto exec = [db](const std::string& sql) { return sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK; };
+    REQUIRE(exec("CREATE TABLE schema_version(version INTEGER NOT NULL); INSERT INTO schema_version VALUES(1);"
+                     "CREATE TABLE subjects(pseudonym TEXT PRIMARY KEY, created_ms INTEGER NOT NULL) WITHOUT ROWID;"
+                     "CREATE TABLE devices(id TEXT PRIMARY KEY, subject TEXT NOT NULL REFERENCES subjects(pseudonym),"
+                     " key_id INTEGER NOT NULL, key BLOB NOT NULL, enrolled_ms INTEGER NOT NULL,"
+                     " active INTEGER NOT NULL DEFAULT 1) WITHOUT ROWID;"));
+    if (with_device)
+      REQUIRE(exec("INSERT INTO subjects VALUES('" + std::string(32, 'a') + "', 0);"
+                       "INSERT INTO devices VALUES('dev-1', '" + std::string(32, 'a') + "', 1, zeroblob(32), 0, 1);"));
+    sqlite3_close(db);
+  };
+  make_v1(dir.path() / "old.db", true);
+  auto refused = storage::open_sqlite_store({dir.path() / "old.db"}, core::system_clock());
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().reason == "db_schema");
+  CHECK(refused.error().message.find("re-enrol") != std::string::npos);
+
+  make_v1(dir.path() / "empty.db", false);
+  auto migrated = storage::open_sqlite_store({dir.path() / "empty.db"}, core::system_clock());
+  REQUIRE(migrated);
+  storage::DeviceRecord d;
+  d.id = "dev-1";
+  d.subject = std::string(32, 'b');
+  d.wrapped_key = core::Bytes(61, 1);
+  REQUIRE((*migrated)->registry().add_device(d));
+  d.id = "dev-2";
+  d.wrapped_key.clear();
+  auto no_key = (*migrated)->registry().add_device(d);
+  REQUIRE_FALSE(no_key);
+  CHECK(no_key.error().reason == "bad_device");
 }

@@ -3,7 +3,8 @@
 // transports drive it directly; ingest::MqttSubscriber feeds it from the broker.
 //
 // Steps (docs/protocol.md and docs/ingest.md): size limit -> topic -> envelope header ->
-// device look-up (active, key id) -> open (AES-256-GCM) -> payload v1 -> validation (known
+// device look-up (revoked, active, key id: current, or previous within its grace period) ->
+// unwrap the device key under the KEK -> open (AES-256-GCM) -> payload v1 -> validation (known
 // LOINC code, canonical UCUM unit, panel shape, finite values) -> bind to the device's subject
 // pseudonym -> append (idempotent by device + sequence) -> disposition.
 //
@@ -13,11 +14,13 @@
 //   kDuplicate    same (device, sequence) and same bytes already stored; acknowledge.
 //   kQuarantined  kept in the quarantine table with `reason`, counted; acknowledge (it would
 //                 only fail again).
-//   kRetry        storage could not commit (or could not quarantine); NOT acknowledged —
-//                 nothing was lost, the message must be offered again.
+//   kRetry        storage could not commit (or could not quarantine), or the device key does
+//                 not unwrap under the KEK (reason unwrap_failed: a configuration error, the
+//                 wrong KEK, not the device's fault); NOT acknowledged — nothing was lost,
+//                 the message must be offered again.
 // Quarantine reasons: too_large, bad_topic, not_envelope, unsupported_version, bad_header,
-// device_mismatch, unknown_device, device_inactive, unknown_key, bad_seal, bad_payload,
-// unknown_code, bad_unit, bad_reading, replay.
+// device_mismatch, unknown_device, device_revoked, device_inactive, unknown_key, expired_key,
+// bad_seal, bad_payload, unknown_code, bad_unit, bad_reading, replay.
 //
 // Thread-safety: process() may be called from several threads at once; counters are atomic.
 // Error policy: process() never throws and never fails; every outcome is a Disposition.
@@ -26,12 +29,15 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include "telehub/core/bytes.h"
 #include "telehub/core/time.h"
+#include "telehub/privacy/keystore.h"
 #include "telehub/storage/store.h"
 
 namespace telehub::ingest {
@@ -79,7 +85,14 @@ struct PipelineCounters {
 
 class Pipeline {
  public:
-  // The store must outlive the pipeline.
+  // The store, the clock and the KEK must outlive the pipeline. Device keys are unwrapped
+  // with `kek` (privacy::device_key_ad); the clock decides whether a previous key's grace
+  // period is over when a message carries no receive time.
+  Pipeline(storage::Store& store, const core::Clock& clock, const privacy::Kek& kek, PipelineOptions options = {});
+
+  // Transitional, for callers that do not pass a KEK yet: resolves it once, at the first
+  // message that needs one, as the telehub commands do without --kek-file (TELEHUB_KEK, else
+  // the development default file). When that fails, such messages get kRetry/unwrap_failed.
   Pipeline(storage::Store& store, const core::Clock& clock, PipelineOptions options = {});
 
   Disposition process(const InboundMessage& message);
@@ -93,10 +106,16 @@ class Pipeline {
   Disposition quarantine(const InboundMessage& m, std::string device_id, std::string reason, std::string detail);
   Disposition retry(const core::Error& e);
   core::TimePoint received_time(const InboundMessage& m) const;
+  Disposition unwrap_failed(const core::Error& e);
+  const privacy::Kek* kek();
 
   storage::Store& store_;
   const core::Clock& clock_;
   PipelineOptions options_;
+  const privacy::Kek* kek_ = nullptr;
+  std::once_flag resolve_once_;                   // transitional constructor only
+  std::unique_ptr<privacy::Kek> resolved_kek_;    // transitional constructor only
+  std::optional<core::Error> resolve_error_;      // transitional constructor only
 
   std::atomic<std::uint64_t> received_{0}, stored_messages_{0}, stored_readings_{0}, duplicates_{0}, quarantined_{0},
       retries_{0};

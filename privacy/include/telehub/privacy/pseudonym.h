@@ -3,7 +3,8 @@
 // A subject pseudonym is HMAC-SHA-256(pseudonym key, "subject:" || subject id), written as the
 // first 32 lower-case hex characters (128 bits). It is stable for a key, and cannot be turned
 // back into the subject id without the key and the identity vault. The pseudonym key is 32
-// random bytes in a key file under the data directory (mode 0600).
+// random bytes, kept in a key file under the data directory (mode 0600) wrapped under the
+// key-encryption key (keystore.h), so the file alone does not reveal it.
 //
 // PseudonymousReading is the only reading type storage takes: it can only be made through
 // Pseudonymiser (or parsed back from stored text), so a reading that still carries an
@@ -21,6 +22,7 @@
 #include "telehub/core/bytes.h"
 #include "telehub/core/error.h"
 #include "telehub/core/reading.h"
+#include "telehub/privacy/keystore.h"
 
 namespace telehub::privacy {
 
@@ -66,10 +68,23 @@ class Pseudonymiser {
   // From raw key bytes. Fails with invalid_argument/bad_key unless 32 bytes.
   [[nodiscard]] static Result<std::unique_ptr<Pseudonymiser>> from_key(std::span<const std::uint8_t> key);
 
-  // Reads the key file, creating it with fresh random bytes (mode 0600, parent directories
-  // created) when it does not exist. Fails with unavailable/key_file on I/O errors and
-  // data_loss/bad_key_file when the file exists but is not a 32-byte key.
+  // Reads a key file holding the key wrapped under `kek` (Kek::wrap, associated data
+  // kPseudonymKeyAd), creating it with a fresh random key (mode 0600, parent directories
+  // created) when it does not exist. Fails with unavailable/key_file on I/O errors,
+  // data_loss/bad_key_file when the file holds an unwrapped 32-byte key (written before keys
+  // were wrapped) or is empty, data_loss/unwrap_failed when it does not unwrap under `kek`
+  // (wrong KEK or damaged file).
+  [[nodiscard]] static Result<std::unique_ptr<Pseudonymiser>> open_wrapped_key_file(const std::filesystem::path& path,
+                                                                                  const Kek& kek);
+
+  // Reads an UNWRAPPED key file (32 raw bytes), creating it when it does not exist. For tests
+  // and tools only: the hub keeps its key wrapped (open_wrapped_key_file). Fails with
+  // unavailable/key_file on I/O errors and data_loss/bad_key_file when the file exists but is
+  // not a 32-byte key.
   [[nodiscard]] static Result<std::unique_ptr<Pseudonymiser>> open_key_file(const std::filesystem::path& path);
+
+  // The associated data the pseudonym key is wrapped with: key_ad("pseudonym", "subject").
+  static std::string pseudonym_key_ad();
 
   // The pseudonym of an internal subject id.
   SubjectPseudonym subject(std::string_view subject_id) const;

@@ -99,13 +99,34 @@ class ObservationStore {
 
 // ---------------------------------------------------------------- subjects and devices
 
+// A device key as the registry keeps it: wrapped under the hub's key-encryption key by the
+// caller (privacy::Kek::wrap with privacy::device_key_ad(device id, key id)). Storage never
+// sees a KEK or an unwrapped device key; to it the blob is opaque bytes.
+struct PreviousKey {
+  std::uint32_t key_id = 0;
+  core::Bytes wrapped_key;            // opaque wrapped key blob
+  core::TimePoint valid_until{};      // messages received before this instant may use it
+};
+
 struct DeviceRecord {
-  std::string id;                   // device id (envelope header, MQTT topic)
-  std::string subject;              // subject pseudonym it is bound to
-  std::uint32_t key_id = 1;
-  core::Bytes key;                  // 32-byte AES key. [1/8]: stored as is; [2/8] wraps it under a KEK.
+  std::string id;                     // device id (envelope header, MQTT topic)
+  std::string subject;                // subject pseudonym it is bound to
+  std::uint32_t key_id = 1;           // the current key id
+  core::Bytes wrapped_key;            // the current key, wrapped (see above); empty once revoked
+  std::optional<PreviousKey> previous;  // the key replaced by the last rotation, during its grace period
   core::TimePoint enrolled_at{};
   bool active = true;
+  std::optional<core::TimePoint> revoked_at;  // set by revoke_device(); then active is false
+};
+
+// A key rotation: the current key becomes the previous one (valid until `previous_valid_until`),
+// the new key becomes current.
+struct KeyRotation {
+  std::string device_id;
+  std::uint32_t from_key_id = 0;      // the key id the caller saw as current (compare-and-swap)
+  std::uint32_t new_key_id = 0;       // REQUIRES: != from_key_id
+  core::Bytes new_wrapped_key;        // REQUIRES: non-empty
+  core::TimePoint previous_valid_until{};
 };
 
 class Registry {
@@ -116,12 +137,25 @@ class Registry {
   [[nodiscard]] virtual Status add_subject(const privacy::SubjectPseudonym& subject) = 0;
   [[nodiscard]] virtual Result<bool> subject_exists(std::string_view pseudonym) = 0;
 
-  // Adds a device (its subject is added too). Fails with already_exists/device_exists.
+  // Adds a device (its subject is added too). Fails with already_exists/device_exists,
+  // invalid_argument/bad_device when wrapped_key is empty.
   [[nodiscard]] virtual Status add_device(const DeviceRecord& device) = 0;
   // The device, or std::nullopt when unknown.
   [[nodiscard]] virtual Result<std::optional<DeviceRecord>> find_device(std::string_view device_id) = 0;
   // Devices bound to a subject, by id.
   [[nodiscard]] virtual Result<std::vector<DeviceRecord>> devices_of(std::string_view pseudonym) = 0;
+
+  // Rotates a device's key in one transaction; any earlier previous key is dropped.
+  // Fails with not_found/no_device, failed_precondition/device_revoked when the device is
+  // inactive, aborted/key_changed when its current key id is no longer from_key_id (a
+  // concurrent rotation), invalid_argument/bad_rotation when the REQUIRES are not met.
+  [[nodiscard]] virtual Status rotate_key(const KeyRotation& rotation) = 0;
+
+  // Revokes a device at once: marks it inactive, records `revoked_at` and overwrites its
+  // wrapped keys (current and previous) with nothing; the database runs with
+  // secure_delete, so the old bytes are zeroed in the file. Idempotent for an already
+  // revoked device (the first revoked_at is kept). Fails with not_found/no_device.
+  [[nodiscard]] virtual Status revoke_device(std::string_view device_id, core::TimePoint revoked_at) = 0;
 };
 
 // ---------------------------------------------------------------- quarantine
@@ -172,7 +206,10 @@ class Store {
 };
 
 // Opens (creating and migrating as needed) the SQLite store. Fails with unavailable/db_open
-// when the file cannot be opened, data_loss/db_schema when it holds a newer or foreign schema.
+// when the file cannot be opened, data_loss/db_schema when it holds a newer or foreign schema,
+// or a schema-1 database with enrolled devices (their keys are stored unwrapped; schema 2
+// keeps only wrapped keys, so such a database is refused: re-enrol the devices into a new
+// data directory). A schema-1 database without devices is migrated.
 [[nodiscard]] Result<std::unique_ptr<Store>> open_sqlite_store(const StoreOptions& options, const core::Clock& clock);
 
 }  // namespace telehub::storage
