@@ -133,8 +133,63 @@ bool is_executable(const std::filesystem::path& p) {
 
 bool has_line_break(const std::string& s) { return s.find_first_of("\r\n") != std::string::npos; }
 
-[[nodiscard]] Status write_config(const BrokerOptions& o, std::uint16_t port, const std::filesystem::path& conf,
-                                  const std::filesystem::path& log_file) {
+bool tls_mode(const BrokerOptions& o) { return !o.ca_file.empty() && !o.cert_file.empty() && !o.key_file.empty(); }
+
+// TLS 1.2 suites: ECDHE (forward secrecy) with AES-GCM or ChaCha20-Poly1305 only; no CBC, no
+// static RSA, no DHE. TLS 1.3 has only AEAD suites; this fixes their order and drops AES-CCM.
+constexpr const char* kTls12Ciphers =
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256";
+constexpr const char* kTls13Ciphers = "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256";
+
+// The ACL (mosquitto.conf(5), acl_file): `user` lines grant one identity, `pattern` lines every
+// client, with %u replaced by the client's user name (here: its certificate CN).
+std::string acl_text(const std::string& hub_identity) {
+  return "# Written by telehub (EmbeddedBroker); rewritten on every start.\n"
+         "# The hub reads every device's readings and writes every device's receipts.\n"
+         "user " + hub_identity + "\n"
+         "topic read telehub/v1/devices/+/readings\n"
+         "topic write telehub/v1/devices/+/receipts\n"
+         "\n"
+         "# Each device (certificate CN = device id) writes only its own readings and reads only\n"
+         "# its own receipts.\n"
+         "pattern write telehub/v1/devices/%u/readings\n"
+         "pattern read telehub/v1/devices/%u/receipts\n";
+}
+
+[[nodiscard]] Status check_tls_options(const BrokerOptions& o) {
+  const int set = !o.ca_file.empty() + !o.cert_file.empty() + !o.key_file.empty();
+  if (set != 0 && set != 3)
+    return core::fail(Code::kInvalidArgument, "broker_config", "ca_file, cert_file and key_file must be set together");
+  if (has_line_break(o.ca_file.string()) || has_line_break(o.cert_file.string()) || has_line_break(o.key_file.string()))
+    return core::fail(Code::kInvalidArgument, "broker_config", "TLS file paths must not contain line breaks");
+  if (set == 0) {
+    if (o.plaintext_listener_port != 0)
+      return core::fail(Code::kInvalidArgument, "broker_config", "plaintext_listener_port needs TLS mode");
+    return {};
+  }
+  if (o.hub_identity.empty() || o.hub_identity.find_first_of(" \t\r\n+#/%") != std::string::npos)
+    return core::fail(Code::kInvalidArgument, "broker_config",
+                      "hub_identity must be non-empty without whitespace, '+', '#', '/' or '%'");
+  for (const auto* f : {&o.ca_file, &o.cert_file, &o.key_file})
+    if (::access(f->c_str(), R_OK) != 0)
+      return core::fail(Code::kInvalidArgument, "broker_config", "cannot read TLS file " + f->string());
+  if (o.plaintext_listener_port != 0 && o.plaintext_listener_port == o.port)
+    return core::fail(Code::kInvalidArgument, "broker_config", "plaintext_listener_port must differ from port");
+  return {};
+}
+
+[[nodiscard]] Status write_text(const std::filesystem::path& path, const std::string& text) {
+  std::ofstream out(path, std::ios::trunc);
+  out << text;
+  out.flush();
+  if (!out) return core::fail(Code::kUnavailable, "broker_config", "cannot write " + path.string());
+  return {};
+}
+
+[[nodiscard]] Status write_config(const BrokerOptions& o, std::uint16_t port, std::uint16_t plaintext_port,
+                                  const std::filesystem::path& conf, const std::filesystem::path& log_file) {
   // A line break would let a path or host inject further configuration lines.
   if (has_line_break(o.host) || has_line_break(o.dir.string()))
     return core::fail(Code::kInvalidArgument, "broker_config", "host and dir must not contain line breaks");
@@ -143,13 +198,40 @@ bool has_line_break(const std::string& s) { return s.find_first_of("\r\n") != st
                       "max_queued_messages and autosave_interval_s must not be negative");
 
   std::ostringstream c;
-  c << "# Written by telehub (EmbeddedBroker); rewritten on every start.\n"
-    << "per_listener_settings false\n"
-    << "listener " << port << ' ' << o.host << "\n"
-    // TODO(telehub): TLS with client certificates and per-device ACLs come in a later issue.
-    // Until then the broker is only safe because it listens on loopback: anyone on this
-    // machine may connect, publish and subscribe.
-    << "allow_anonymous true\n";
+  c << "# Written by telehub (EmbeddedBroker); rewritten on every start.\n";
+  if (!tls_mode(o)) {
+    c << "per_listener_settings false\n"
+      << "listener " << port << ' ' << o.host << "\n"
+      // Plain mode: only safe because it listens on loopback; anyone on this machine may
+      // connect, publish and subscribe.
+      << "allow_anonymous true\n";
+  } else {
+    const auto acl_file = o.dir / "acl";
+    if (auto st = write_text(acl_file, acl_text(o.hub_identity)); !st) return st;
+    // Per listener, because the optional plaintext listener must not share the TLS listener's
+    // authentication (allow_anonymous, acl_file are per listener with this on).
+    c << "per_listener_settings true\n"
+      << "listener " << port << ' ' << o.host << "\n"
+      << "cafile " << o.ca_file.string() << "\n"
+      << "certfile " << o.cert_file.string() << "\n"
+      << "keyfile " << o.key_file.string() << "\n"
+      << "require_certificate true\n"
+      << "use_identity_as_username true\n"
+      // The client id becomes the certificate identity: a device cannot take over (and so
+      // disconnect) another client's session by choosing its client id.
+      << "use_username_as_clientid true\n"
+      // Minimum version; TLS 1.3 stays allowed.
+      << "tls_version tlsv1.2\n"
+      << "ciphers " << kTls12Ciphers << "\n"
+      << "ciphers_tls1.3 " << kTls13Ciphers << "\n"
+      << "allow_anonymous false\n"
+      << "acl_file " << acl_file.string() << "\n";
+    if (plaintext_port != 0)
+      c << "# Plaintext listener, explicitly configured (BrokerOptions::plaintext_listener_port):\n"
+        << "# loopback only, no authentication, no ACL.\n"
+        << "listener " << plaintext_port << " 127.0.0.1\n"
+        << "allow_anonymous true\n";
+  }
   // Mosquitto drops to the `mosquitto` user when started as root, which would lose access to
   // options.dir and also clear PR_SET_PDEATHSIG (a credential change resets it). "root" means
   // "do not switch user"; for other users the option is ignored.
@@ -170,27 +252,25 @@ bool has_line_break(const std::string& s) { return s.find_first_of("\r\n") != st
     << "log_type notice\n"
     << "log_timestamp_format %Y-%m-%dT%H:%M:%S\n";
 
-  std::ofstream out(conf, std::ios::trunc);
-  out << c.str();
-  out.flush();
-  if (!out)
-    return core::fail(Code::kUnavailable, "broker_config", "cannot write " + conf.string());
-  return {};
+  return write_text(conf, c.str());
 }
 
 class MosquittoBroker final : public EmbeddedBroker {
  public:
-  MosquittoBroker(std::string host, std::uint16_t port, pid_t pid)
-      : host_(std::move(host)), port_(port), pid_(pid) {}
+  MosquittoBroker(std::string host, std::uint16_t port, pid_t pid, bool tls, std::uint16_t plaintext_port)
+      : host_(std::move(host)), port_(port), pid_(pid), tls_(tls), plaintext_port_(plaintext_port) {}
   ~MosquittoBroker() override { stop(); }
 
   std::uint16_t port() const override { return port_; }
   const std::string& host() const override { return host_; }
   std::string uri() const override {
     // IPv6 literals need brackets in a URI (RFC 3986 section 3.2.2).
-    if (host_.find(':') != std::string::npos) return "tcp://[" + host_ + "]:" + std::to_string(port_);
-    return "tcp://" + host_ + ":" + std::to_string(port_);
+    const std::string scheme = tls_ ? "ssl://" : "tcp://";
+    if (host_.find(':') != std::string::npos) return scheme + "[" + host_ + "]:" + std::to_string(port_);
+    return scheme + host_ + ":" + std::to_string(port_);
   }
+  bool tls() const override { return tls_; }
+  std::uint16_t plaintext_port() const override { return plaintext_port_; }
   int pid() const override { return pid_; }
 
   void stop() override {
@@ -217,6 +297,8 @@ class MosquittoBroker final : public EmbeddedBroker {
   std::string host_;
   std::uint16_t port_;
   pid_t pid_;
+  bool tls_;
+  std::uint16_t plaintext_port_;
 };
 
 // fork + exec. Everything the child needs is prepared before fork: after fork in a process
@@ -286,13 +368,15 @@ class MosquittoBroker final : public EmbeddedBroker {
 
 enum class WaitOutcome { kListening, kExited, kTimedOut };
 
-WaitOutcome wait_until_listening(pid_t pid, const std::string& host, std::uint16_t port,
+// A TLS listener accepts the TCP connection before any handshake, so the probe works for both.
+WaitOutcome wait_until_listening(pid_t pid, const std::string& host, std::uint16_t port, std::uint16_t plaintext_port,
                                  std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   for (;;) {
     int status = 0;
     if (::waitpid(pid, &status, WNOHANG) == pid) return WaitOutcome::kExited;
-    if (accepts_connections(host, port)) return WaitOutcome::kListening;
+    if (accepts_connections(host, port) && (plaintext_port == 0 || accepts_connections("127.0.0.1", plaintext_port)))
+      return WaitOutcome::kListening;
     if (Clock::now() >= deadline) return WaitOutcome::kTimedOut;
     std::this_thread::sleep_for(kPollInterval);
   }
@@ -327,6 +411,13 @@ Result<std::unique_ptr<EmbeddedBroker>> EmbeddedBroker::start(const BrokerOption
   const auto dir = std::filesystem::absolute(options.dir, ec);
   if (ec) return core::fail(Code::kUnavailable, "broker_config", "cannot resolve " + options.dir.string());
 
+  if (auto st = check_tls_options(options); !st) return tl::unexpected(st.error());
+  const bool tls = tls_mode(options);
+  const std::uint16_t plaintext_port = tls ? options.plaintext_listener_port : 0;
+  if (plaintext_port != 0 && !port_is_free("127.0.0.1", plaintext_port))
+    return core::fail(Code::kUnavailable, "broker_start",
+                      "plaintext port " + std::to_string(plaintext_port) + " on 127.0.0.1 is already in use");
+
   auto program = find_program(options.program);
   if (!program) return tl::unexpected(program.error());
 
@@ -334,6 +425,14 @@ Result<std::unique_ptr<EmbeddedBroker>> EmbeddedBroker::start(const BrokerOption
   const auto log_file = dir / "mosquitto.log";
   BrokerOptions effective = options;
   effective.dir = dir;
+  // Mosquitto resolves relative paths against its own working directory, which is ours now but
+  // need not stay so; absolute paths keep the configuration self-contained.
+  if (tls) {
+    for (auto* f : {&effective.ca_file, &effective.cert_file, &effective.key_file}) {
+      *f = std::filesystem::absolute(*f, ec);
+      if (ec) return core::fail(Code::kUnavailable, "broker_config", "cannot resolve TLS file path");
+    }
+  }
 
   // A port from find_free_port can be taken by someone else before mosquitto binds it; when we
   // chose the port, choose again a few times instead of failing.
@@ -347,23 +446,23 @@ Result<std::unique_ptr<EmbeddedBroker>> EmbeddedBroker::start(const BrokerOption
     }
     // Without this, a broker that fails to bind would look started: the readiness probe would
     // reach whoever already listens there.
-    if (!port_is_free(options.host, port)) {
+    if (port == plaintext_port || !port_is_free(options.host, port)) {
       if (attempt < attempts) continue;
       return core::fail(Code::kUnavailable, "broker_start",
                         "port " + std::to_string(port) + " on " + options.host + " is already in use");
     }
-    if (auto st = write_config(effective, port, conf, log_file); !st) return tl::unexpected(st.error());
+    if (auto st = write_config(effective, port, plaintext_port, conf, log_file); !st) return tl::unexpected(st.error());
     // Truncate so that the tail we report on failure belongs to this start.
     std::ofstream(log_file, std::ios::trunc).close();
 
     auto pid = spawn(*program, conf, log_file);
     if (!pid) return tl::unexpected(pid.error());
 
-    switch (wait_until_listening(*pid, options.host, port, options.start_timeout)) {
+    switch (wait_until_listening(*pid, options.host, port, plaintext_port, options.start_timeout)) {
       case WaitOutcome::kListening:
         core::log_debug("broker", "mosquitto pid " + std::to_string(*pid) + " listening on " + options.host +
                                       ":" + std::to_string(port));
-        return std::unique_ptr<EmbeddedBroker>(new MosquittoBroker(options.host, port, *pid));
+        return std::unique_ptr<EmbeddedBroker>(new MosquittoBroker(options.host, port, *pid, tls, plaintext_port));
       case WaitOutcome::kExited:
         if (attempt < attempts && log_says_port_in_use(log_file)) continue;
         return core::fail(Code::kUnavailable, "broker_start",

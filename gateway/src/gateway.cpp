@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstdlib>
 #include <limits>
 #include <string_view>
 #include <system_error>
@@ -130,6 +131,67 @@ class SequenceState {
   std::uint64_t last_ = 0;
 };
 
+// TLS 1.2 suites the gateway offers (the broker enforces the same policy): ECDHE with AES-GCM
+// or ChaCha20-Poly1305. TLS 1.3 suites are all AEAD and left at OpenSSL's defaults.
+constexpr const char* kTls12Ciphers =
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256";
+
+tl::unexpected<core::Error> tls_error(const std::string& message) {
+  return core::fail(Code::kUnavailable, "mqtt_connect", message);
+}
+
+// Paho C reads the trust store, certificate and key from files (at every connect, reconnects
+// included), while the provisioning file carries them as PEM text. So they are written to a
+// private directory, mkdtemp() under $TMPDIR (mode 0700, files 0600), that lives as long as
+// the Gateway and is removed by its destructor. A crash can leave it behind; it is readable only
+// by the user who can read the provisioning file anyway.
+class TlsFiles {
+ public:
+  [[nodiscard]] static Result<std::unique_ptr<TlsFiles>> write(const Provisioning& p) {
+    std::error_code ec;
+    auto base = std::filesystem::temp_directory_path(ec);
+    if (ec) base = "/tmp";
+    std::string templ = (base / "telehub-gateway-tls-XXXXXX").string();
+    if (::mkdtemp(templ.data()) == nullptr)
+      return tls_error("cannot create a private directory for the TLS files: " + errno_text(errno));
+    auto files = std::unique_ptr<TlsFiles>(new TlsFiles(templ));
+    if (auto st = files->put("ca.pem", p.ca_pem); !st) return tl::unexpected(st.error());
+    if (auto st = files->put("cert.pem", p.cert_pem); !st) return tl::unexpected(st.error());
+    if (auto st = files->put("key.pem", p.key_pem); !st) return tl::unexpected(st.error());
+    return files;
+  }
+  ~TlsFiles() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  TlsFiles(const TlsFiles&) = delete;
+  TlsFiles& operator=(const TlsFiles&) = delete;
+
+  std::string ca() const { return (dir_ / "ca.pem").string(); }
+  std::string cert() const { return (dir_ / "cert.pem").string(); }
+  std::string key() const { return (dir_ / "key.pem").string(); }
+
+ private:
+  explicit TlsFiles(std::filesystem::path dir) : dir_(std::move(dir)) {}
+
+  [[nodiscard]] Status put(const char* name, const std::string& text) {
+    const auto path = dir_ / name;
+    Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (fd.get() < 0) return tls_error("cannot create TLS file " + path.string() + ": " + errno_text(errno));
+    for (std::size_t off = 0; off < text.size();) {
+      ssize_t n = ::write(fd.get(), text.data() + off, text.size() - off);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return tls_error("cannot write TLS file " + path.string() + ": " + errno_text(errno));
+      off += static_cast<std::size_t>(n);
+    }
+    return {};
+  }
+
+  std::filesystem::path dir_;
+};
+
 class PahoGateway final : public Gateway {
  public:
   PahoGateway(Provisioning p, GatewayOptions options, SequenceState sequence, std::unique_ptr<Outbox> outbox)
@@ -140,6 +202,11 @@ class PahoGateway final : public Gateway {
 
   [[nodiscard]] Status connect() {
     const std::string client_id = options_.client_id.empty() ? p_.device_id : options_.client_id;
+    if (p_.has_tls()) {
+      auto files = TlsFiles::write(p_);
+      if (!files) return tl::unexpected(files.error());
+      tls_files_ = std::move(*files);
+    }
     try {
       // Paho C refuses MQTT v5 connect options unless the client was also created for v5.
       // No client persistence: publish() waits for each PUBACK, and the sequence file, not
@@ -164,6 +231,18 @@ class PahoGateway final : public Gateway {
       connect_options_.set_keep_alive_interval(std::chrono::seconds(30));
       connect_options_.set_connect_timeout(std::chrono::seconds(timeout_seconds()));
       connect_options_.set_automatic_reconnect(std::chrono::seconds(1), std::chrono::seconds(30));
+      if (tls_files_) {
+        // Mutual TLS: the broker's certificate must chain to the provisioned CA and name the
+        // host in the URI (verify); ours (CN = device id) is the broker's proof of who we are.
+        mqtt::ssl_options ssl;
+        ssl.set_trust_store(tls_files_->ca());
+        ssl.set_key_store(tls_files_->cert());
+        ssl.set_private_key(tls_files_->key());
+        ssl.set_enable_server_cert_auth(true);
+        ssl.set_verify(true);
+        ssl.set_enabled_cipher_suites(kTls12Ciphers);
+        connect_options_.set_ssl(std::move(ssl));
+      }
       client_->set_message_callback([this](mqtt::const_message_ptr msg) { on_receipt(msg); });
       // The session keeps the subscription, but subscribing on every (re)connect also covers a
       // broker that lost its state.
@@ -308,6 +387,8 @@ class PahoGateway final : public Gateway {
   SequenceState sequence_;
   std::unique_ptr<Outbox> outbox_;
   std::string receipts_topic_;
+  // Before client_: destroyed after it, so the files outlive every (re)connect.
+  std::unique_ptr<TlsFiles> tls_files_;
   mqtt::connect_options connect_options_;
   std::unique_ptr<mqtt::async_client> client_;
 };

@@ -15,6 +15,7 @@
 #include <iterator>
 #include <string_view>
 #include <system_error>
+#include <utility>
 
 #include "telehub/envelope/envelope.h"
 
@@ -44,13 +45,33 @@ bool plausible_broker_uri(std::string_view uri) {
   return false;
 }
 
+bool is_tls_uri(std::string_view uri) { return uri.substr(0, 6) == "ssl://" || uri.substr(0, 8) == "mqtts://"; }
+
+bool looks_like_pem(std::string_view text, std::string_view label_part) {
+  return text.substr(0, 11) == "-----BEGIN " && text.find(label_part) != std::string_view::npos &&
+         text.find("-----END ") != std::string_view::npos;
+}
+
+// The TLS members: all three or none; PEM-shaped; an ssl:// broker when present. Messages name
+// the member, never its content.
+[[nodiscard]] Status validate_tls(const Provisioning& p) {
+  const int set = !p.ca_pem.empty() + !p.cert_pem.empty() + !p.key_pem.empty();
+  if (set == 0) return {};
+  if (set != 3) return bad("tls", "expected ca, cert and key");
+  if (!looks_like_pem(p.ca_pem, "CERTIFICATE")) return bad("tls.ca", "expected a PEM certificate");
+  if (!looks_like_pem(p.cert_pem, "CERTIFICATE")) return bad("tls.cert", "expected a PEM certificate");
+  if (!looks_like_pem(p.key_pem, "PRIVATE KEY")) return bad("tls.key", "expected a PEM private key");
+  if (!is_tls_uri(p.broker_uri)) return bad("broker", "expected ssl://host:port when tls is given");
+  return {};
+}
+
 [[nodiscard]] Status validate(const Provisioning& p) {
   if (!envelope::valid_device_id(p.device_id)) return bad("device_id", "expected 1..64 characters of [A-Za-z0-9.-]");
   if (p.key.size() != envelope::kKeySize) return bad("key", "expected 32 bytes");
   if (!plausible_broker_uri(p.broker_uri)) return bad("broker", "expected a URI such as tcp://host:port");
   if (p.readings_topic != readings_topic_for(p.device_id))
     return bad("topics.readings", "expected telehub/v1/devices/<device_id>/readings");
-  return {};
+  return validate_tls(p);
 }
 
 // Makes a completed rename durable; without it a crash can bring back the old directory entry.
@@ -121,6 +142,19 @@ Result<Provisioning> load_provisioning(const std::filesystem::path& path) {
   p.readings_topic.assign(readings->GetString(), readings->GetStringLength());
   if (p.readings_topic != readings_topic_for(p.device_id))
     return bad("topics.readings", "expected telehub/v1/devices/<device_id>/readings");
+
+  if (const auto* tls = member(doc, "tls")) {
+    if (!tls->IsObject()) return bad("tls", "not an object");
+    const std::pair<const char*, std::string*> parts[] = {
+        {"ca", &p.ca_pem}, {"cert", &p.cert_pem}, {"key", &p.key_pem}};
+    for (const auto& [name, out] : parts) {
+      const auto* v = member(*tls, name);
+      if (!v || !v->IsString() || v->GetStringLength() == 0)
+        return bad(std::string("tls.") + name, "missing or not a non-empty string");
+      out->assign(v->GetString(), v->GetStringLength());
+    }
+    if (auto st = validate_tls(p); !st) return tl::unexpected(st.error());
+  }
   return p;
 }
 
@@ -147,6 +181,17 @@ Status save_provisioning(const std::filesystem::path& path, const Provisioning& 
   w.Key("readings");
   w.String(p.readings_topic.data(), static_cast<rapidjson::SizeType>(p.readings_topic.size()));
   w.EndObject();
+  if (p.has_tls()) {
+    w.Key("tls");
+    w.StartObject();
+    w.Key("ca");
+    w.String(p.ca_pem.data(), static_cast<rapidjson::SizeType>(p.ca_pem.size()));
+    w.Key("cert");
+    w.String(p.cert_pem.data(), static_cast<rapidjson::SizeType>(p.cert_pem.size()));
+    w.Key("key");
+    w.String(p.key_pem.data(), static_cast<rapidjson::SizeType>(p.key_pem.size()));
+    w.EndObject();
+  }
   w.EndObject();
   std::string_view json(buf.GetString(), buf.GetSize());
 

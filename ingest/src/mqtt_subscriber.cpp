@@ -13,6 +13,12 @@
 namespace telehub::ingest {
 namespace {
 
+// TLS 1.2 suites offered: ECDHE with AES-GCM or ChaCha20-Poly1305 (TLS 1.3 suites are all AEAD).
+constexpr const char* kTls12Ciphers =
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256";
+
 class PahoSubscriber final : public MqttSubscriber {
  public:
   PahoSubscriber(const SubscriberOptions& options, Pipeline& pipeline)
@@ -28,12 +34,14 @@ class PahoSubscriber final : public MqttSubscriber {
   Status start() {
     try {
       client_.set_message_callback([this](mqtt::const_message_ptr msg) { on_message(msg); });
-      client_.set_connection_lost_handler([](const std::string&) {
+      client_.set_connection_lost_handler([this](const std::string&) {
+        connected_ = false;
         core::log_warn("ingest", "connection to broker lost; reconnecting");
       });
       // With a persistent session the broker keeps the subscription, but subscribing again on
       // every (re)connect also covers a broker that lost its state.
       client_.set_connected_handler([this](const std::string&) {
+        connected_ = true;
         try {
           client_.subscribe(filter_, 1);
         } catch (const std::exception& e) {
@@ -50,11 +58,23 @@ class PahoSubscriber final : public MqttSubscriber {
       connect_options_.set_keep_alive_interval(std::chrono::seconds(20));
       connect_options_.set_connect_timeout(std::chrono::duration_cast<std::chrono::seconds>(options_.connect_timeout));
       connect_options_.set_automatic_reconnect(std::chrono::seconds(1), std::chrono::seconds(30));
+      if (!options_.ca_file.empty()) {
+        // Mutual TLS: the broker must chain to ca_file and name the URI's host (verify).
+        mqtt::ssl_options ssl;
+        ssl.set_trust_store(options_.ca_file);
+        ssl.set_key_store(options_.cert_file);
+        ssl.set_private_key(options_.key_file);
+        ssl.set_enable_server_cert_auth(true);
+        ssl.set_verify(true);
+        ssl.set_enabled_cipher_suites(kTls12Ciphers);
+        connect_options_.set_ssl(std::move(ssl));
+      }
       if (!client_.connect(connect_options_)->wait_for(options_.connect_timeout))
         return core::fail(core::Code::kUnavailable, "mqtt_connect", "broker did not answer in time");
       auto sub = client_.subscribe(filter_, 1);
       if (!sub->wait_for(options_.connect_timeout))
         return core::fail(core::Code::kUnavailable, "mqtt_connect", "subscription not confirmed in time");
+      connected_ = true;
       core::log_info("ingest", "subscribed to " + filter_ + " at " + options_.server_uri);
       return {};
     } catch (const mqtt::exception& e) {
@@ -64,18 +84,15 @@ class PahoSubscriber final : public MqttSubscriber {
     }
   }
 
-  bool connected() const override {
-    try {
-      return client_.is_connected();
-    } catch (...) {
-      return false;
-    }
-  }
+  // From the connection handlers, not client_.is_connected(): Paho C keeps a lock while our
+  // message callback runs, so asking Paho during a stall would block /metrics until it ends.
+  bool connected() const override { return connected_; }
 
   bool stalled() const override { return stalled_; }
 
   void stop() override {
     if (stopping_.exchange(true)) return;
+    connected_ = false;
     try {
       if (client_.is_connected()) client_.disconnect()->wait_for(std::chrono::seconds(5));
     } catch (const std::exception& e) {
@@ -153,6 +170,7 @@ class PahoSubscriber final : public MqttSubscriber {
   std::string filter_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> stalled_{false};
+  std::atomic<bool> connected_{false};
 };
 
 }  // namespace
@@ -160,6 +178,9 @@ class PahoSubscriber final : public MqttSubscriber {
 Result<std::unique_ptr<MqttSubscriber>> MqttSubscriber::start(const SubscriberOptions& options, Pipeline& pipeline) {
   if (options.server_uri.empty())
     return core::fail(core::Code::kInvalidArgument, "mqtt_connect", "no broker URI configured");
+  const int tls_files = !options.ca_file.empty() + !options.cert_file.empty() + !options.key_file.empty();
+  if (tls_files != 0 && tls_files != 3)
+    return core::fail(core::Code::kInvalidArgument, "mqtt_connect", "ca_file, cert_file and key_file must be set together");
   std::unique_ptr<PahoSubscriber> s;
   try {
     s = std::make_unique<PahoSubscriber>(options, pipeline);

@@ -43,6 +43,7 @@ core::Reading hr(double v, core::TimePoint t) {
 
 struct Hub {
   testing::TempDir dir;
+  privacy::Kek kek = *privacy::Kek::from_hex(std::string(64, 'c'));  // outlives the pipeline
   std::unique_ptr<broker::EmbeddedBroker> broker;
   std::unique_ptr<storage::Store> store;
   std::unique_ptr<ingest::Pipeline> pipeline;
@@ -60,7 +61,7 @@ struct Hub {
     auto s = storage::open_sqlite_store({dir.path() / "telehub.db"}, core::system_clock());
     REQUIRE(s);
     store = std::move(*s);
-    pipeline = std::make_unique<ingest::Pipeline>(*store, core::system_clock());
+    pipeline = std::make_unique<ingest::Pipeline>(*store, core::system_clock(), kek);
     start_subscriber();
     router = std::make_unique<fhir::Router>(*store, fhir::RouterOptions{});
     fhir::HttpServerOptions ho;
@@ -84,10 +85,17 @@ struct Hub {
     storage::DeviceRecord d;
     d.id = device_id;
     d.subject = pseudonymiser->subject(subject_id).str();
-    d.key = *core::random_bytes(32);
+    const auto key = *core::random_bytes(32);
     d.key_id = 1;
+    d.wrapped_key = *kek.wrap(key, privacy::device_key_ad(d.id, d.key_id));
     REQUIRE(store->registry().add_device(d));
-    return gateway::Provisioning{d.id, d.key_id, d.key, broker->uri(), gateway::readings_topic_for(d.id)};
+    gateway::Provisioning p;
+    p.device_id = d.id;
+    p.key_id = d.key_id;
+    p.key = key;
+    p.broker_uri = broker->uri();
+    p.readings_topic = gateway::readings_topic_for(d.id);
+    return p;
   }
 
   std::string get(const std::string& path_and_query) const {
@@ -157,8 +165,12 @@ TEST_CASE("sealed readings travel gateway -> Mosquitto -> SQLite -> FHIR, bad on
   REQUIRE(wait_until([&] { return *hub.store->quarantine().count("bad_seal") == 1; }));
 
   // A device nobody enrolled: quarantined as unknown_device.
-  gateway::Provisioning stranger{"dev-stranger", 1, *core::random_bytes(32), hub.broker->uri(),
-                                 gateway::readings_topic_for("dev-stranger")};
+  gateway::Provisioning stranger;
+  stranger.device_id = "dev-stranger";
+  stranger.key_id = 1;
+  stranger.key = *core::random_bytes(32);
+  stranger.broker_uri = hub.broker->uri();
+  stranger.readings_topic = gateway::readings_topic_for("dev-stranger");
   auto gw2 = connect(stranger);
   REQUIRE(gw2->publish(std::vector<core::Reading>{hr(80, t0)}));
   REQUIRE(wait_until([&] { return *hub.store->quarantine().count("unknown_device") == 1; }));
@@ -211,7 +223,7 @@ std::size_t files_in(const std::filesystem::path& dir, const std::string& ext = 
 
 }  // namespace
 
-TEST_CASE("receipts empty the gateway's outbox; a refused message gets a rejected receipt", "[e2e][mqtt][receipts]") {
+TEST_CASE("receipts empty the gateway's outbox, and a refused message gets a rejected receipt", "[e2e][mqtt][receipts]") {
   Hub hub;
   auto prov = hub.enrol("dev-receipts", "patient-r");
   gateway::GatewayOptions go;

@@ -6,8 +6,19 @@
 // options.dir (mosquitto.db) and logs to options.dir/mosquitto.log. stop() sends SIGTERM, waits
 // (then SIGKILL after a timeout) and reaps the child; the destructor calls stop().
 //
-// For now anonymous clients are allowed: the broker is only safe because it listens on loopback.
-// TLS with client certificates and ACLs come later.
+// Two modes:
+// - Plain (no TLS files in the options): one plaintext listener, anonymous clients allowed, no
+//   ACL. Only safe because it listens on loopback; for tests and old provisioning files.
+// - TLS (ca_file, cert_file and key_file all set): one TLS listener (TLS 1.2 minimum, 1.3
+//   allowed; ECDHE with AES-GCM or ChaCha20-Poly1305 only) that requires a client certificate
+//   signed by ca_file and takes the client's identity (its MQTT user name) from the
+//   certificate's CN (use_identity_as_username). The client id is forced to that identity too
+//   (use_username_as_clientid), so no client can take over another's session. Anonymous
+//   clients are refused and an ACL (`<dir>/acl`, rewritten on every start) lets the hub
+//   identity read every device's readings and write every device's receipts, and each other
+//   identity (a device id) write only telehub/v1/devices/<its id>/readings and read only
+//   telehub/v1/devices/<its id>/receipts. A second, plaintext loopback listener without
+//   authentication or ACL exists only when plaintext_listener_port is set.
 //
 // Error policy: Result, never throws. Reasons: broker_config (bad options, cannot resolve the
 // host, cannot write config), broker_exec (program not found or cannot be executed),
@@ -55,6 +66,23 @@ struct BrokerOptions {
   std::string program = "mosquitto";
   // How long to wait for the port to accept connections. Default: 10 s.
   std::chrono::milliseconds start_timeout{10000};
+
+  // TLS (see the header comment). PEM files: the CA that signs client certificates (and the
+  // broker's own), the broker's certificate (serverAuth, a subjectAltName for `host`) and its
+  // private key, e.g. from pki::DevCa. Mosquitto reads them at start; they must stay in place.
+  // REQUIRES: all three set or none (else broker_config). Default: empty = plain mode.
+  std::filesystem::path ca_file;
+  std::filesystem::path cert_file;
+  std::filesystem::path key_file;
+  // The certificate CN of the hub, the only identity allowed to read readings and write
+  // receipts of every device. TLS mode only. REQUIRES: non-empty, no whitespace, '+', '#',
+  // '/' or '%'. Default: "telehub-hub".
+  std::string hub_identity = "telehub-hub";
+  // TLS mode only: when non-zero, also listen for plaintext MQTT on 127.0.0.1 at this port,
+  // with anonymous clients allowed and no ACL (anyone on this machine may then publish and
+  // subscribe to anything on it, receipts included). For gateways provisioned before TLS.
+  // REQUIRES: TLS mode and a port other than `port`. Default: 0 (no plaintext listener).
+  std::uint16_t plaintext_listener_port = 0;
 };
 
 class EmbeddedBroker {
@@ -64,8 +92,12 @@ class EmbeddedBroker {
 
   virtual std::uint16_t port() const = 0;
   virtual const std::string& host() const = 0;
-  // "tcp://127.0.0.1:PORT", the form Paho takes.
+  // "tcp://127.0.0.1:PORT" (plain mode) or "ssl://127.0.0.1:PORT" (TLS mode), the form Paho takes.
   virtual std::string uri() const = 0;
+  // Whether the main listener is TLS (all TLS files given).
+  virtual bool tls() const = 0;
+  // The plaintext loopback listener's port in TLS mode; 0 when there is none.
+  virtual std::uint16_t plaintext_port() const = 0;
   // Child process id (0 after stop()).
   virtual int pid() const = 0;
   // Stops the broker (SIGTERM, then SIGKILL after 5 s). Idempotent.

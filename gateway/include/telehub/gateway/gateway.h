@@ -15,8 +15,15 @@
 // so QoS 1 messages in flight when the connection drops are retransmitted, with the same bytes,
 // after reconnecting. Messages published while reconnecting wait in the client (up to 100).
 //
+// TLS: when the provisioning carries `tls` (provisioning.h), the gateway connects to the ssl://
+// broker URI with its client certificate, trusting only the provisioned CA and checking that
+// the broker's certificate names the URI's host. Paho reads certificates from files, so the
+// PEMs are written to a private temporary directory (mkdtemp under $TMPDIR: mode 0700, files
+// 0600) that the Gateway removes when destroyed. Without `tls`, plain MQTT as before.
+//
 // Error policy: Result, never throws (Paho exceptions are caught inside). Reasons:
-// mqtt_connect (broker unreachable or refused the connection), mqtt_publish (not acknowledged
+// mqtt_connect (broker unreachable or refused the connection, TLS handshake failed, the TLS
+// files cannot be written), mqtt_publish (not acknowledged
 // within publish_timeout, or the gateway is disconnected), sequence_state (state file
 // unreadable, unwritable, not a number, or locked by another Gateway), bad_provisioning (device
 // id or key unusable), and envelope's bad_payload (no readings or too many).

@@ -13,8 +13,14 @@
 // acknowledge an uncommitted message — the broker then redelivers it to the persistent session.
 // The consumer queue (start_consuming) is never used: it acknowledges on enqueue.
 //
+// TLS: with ca_file, cert_file and key_file set, the server URI is ssl://host:port and the hub
+// presents its client certificate (CN = the hub identity the broker's ACL names, by default
+// "telehub-hub"), trusting only ca_file and checking that the broker's certificate names the
+// URI's host. The broker then refuses receipts from anyone else.
+//
 // Error policy: start() returns unavailable/mqtt_connect when the first connection or the
-// subscription fails; later connection losses are logged and retried. No Paho exception
+// subscription fails (including a failed TLS handshake), and invalid_argument/mqtt_connect when
+// only some TLS files are set; later connection losses are logged and retried. No Paho exception
 // escapes this class. No Paho type appears in this header.
 //
 // Thread-safety: start/stop from one owner thread; the callback runs on Paho's thread.
@@ -30,8 +36,16 @@
 namespace telehub::ingest {
 
 struct SubscriberOptions {
-  // Broker URI, "tcp://host:port". REQUIRES: non-empty. Default: none.
+  // Broker URI, "tcp://host:port", or "ssl://host:port" with TLS. REQUIRES: non-empty.
+  // Default: none.
   std::string server_uri;
+  // TLS: PEM files of the CA the broker's certificate must chain to, the hub's client
+  // certificate and its private key (e.g. pki::DevCa + pki::write_identity). Paho reads them at
+  // every (re)connect, so they must stay in place. REQUIRES: all three set or none.
+  // Default: empty = no TLS.
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
   // Client id; the broker keys the persistent session on it. Default: "telehub-hub".
   std::string client_id = "telehub-hub";
   // Subscribe through `$share/<share_group>/...` so several hubs split the load. Default: off.
