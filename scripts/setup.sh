@@ -12,6 +12,7 @@ PACKAGES=(
   libboost-dev libboost-system-dev
   rapidjson-dev libexpected-dev catch2
   nodejs curl ca-certificates openssl
+  clang-14 libclang-rt-14-dev
 )
 
 missing=()
