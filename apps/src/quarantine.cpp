@@ -20,7 +20,7 @@ namespace {
 
 constexpr const char* kUsage = R"(usage: telehub quarantine list [--limit N] [--data DIR]
        telehub quarantine show ID [--data DIR]
-       telehub quarantine replay (ID | --all) [--reason R] [--data DIR]
+       telehub quarantine replay (ID | --all) [--reason R] [--data DIR] [--kek-file PATH]
 )";
 
 int usage(const std::string& message) {
@@ -88,7 +88,7 @@ bool replay_one(storage::Store& store, ingest::Pipeline& pipeline, const storage
 int cmd_quarantine(int argc, char** argv) {
   const std::string sub = argc >= 3 ? argv[2] : "";
   if (sub != "list" && sub != "show" && sub != "replay") return usage("unknown quarantine command");
-  auto parsed = parse_args(argc, argv, 3, {"data", "limit", "reason"}, {"all"});
+  auto parsed = parse_args(argc, argv, 3, {"data", "limit", "reason", "kek-file"}, {"all"});
   if (!parsed) return usage(parsed.error().message);
   const Args& args = *parsed;
 
@@ -124,7 +124,9 @@ int cmd_quarantine(int argc, char** argv) {
     for (auto& q : *all)
       if (!args.has("reason") || q.reason == args.get("reason")) entries.push_back(std::move(q));
   }
-  ingest::Pipeline pipeline(**store, core::system_clock());
+  auto kek = load_kek(args.get("kek-file"), *dir);
+  if (!kek) return fail_with(kek.error());
+  ingest::Pipeline pipeline(**store, core::system_clock(), *kek);
   std::size_t settled = 0;
   // Oldest first, so a device's messages are offered in the order they arrived.
   for (auto it = entries.rbegin(); it != entries.rend(); ++it) settled += replay_one(**store, pipeline, *it) ? 1 : 0;

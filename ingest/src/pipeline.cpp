@@ -75,20 +75,7 @@ std::string_view kind_name(Disposition::Kind kind) {
 }
 
 Pipeline::Pipeline(storage::Store& store, const core::Clock& clock, const privacy::Kek& kek, PipelineOptions options)
-    : store_(store), clock_(clock), options_(options), kek_(&kek) {}
-
-Pipeline::Pipeline(storage::Store& store, const core::Clock& clock, PipelineOptions options)
-    : store_(store), clock_(clock), options_(options) {}
-
-const privacy::Kek* Pipeline::kek() {
-  if (kek_) return kek_;
-  std::call_once(resolve_once_, [this] {
-    auto k = privacy::Kek::resolve({}, {});
-    if (k) resolved_kek_ = std::make_unique<privacy::Kek>(std::move(*k));
-    else resolve_error_ = k.error();
-  });
-  return resolved_kek_.get();
-}
+    : store_(store), clock_(clock), options_(options), kek_(kek) {}
 
 Disposition Pipeline::unwrap_failed(const core::Error& e) {
   ++retries_;
@@ -166,9 +153,7 @@ Disposition Pipeline::process(const InboundMessage& m) {
   } else {
     return quarantine(m, topic_device, "unknown_key", "key id " + std::to_string(header->key_id) + " is not the device's key");
   }
-  const privacy::Kek* k = kek();
-  if (!k) return unwrap_failed(resolve_error_.value_or(core::make_error(core::Code::kNotFound, "no_kek", "no KEK")));
-  auto key = k->unwrap(*wrapped, privacy::device_key_ad(d.id, header->key_id));
+  auto key = kek_.unwrap(*wrapped, privacy::device_key_ad(d.id, header->key_id));
   if (!key) return unwrap_failed(key.error());
 
   auto plaintext = envelope::open(m.payload, *key);

@@ -90,11 +90,6 @@ class Pipeline {
   // period is over when a message carries no receive time.
   Pipeline(storage::Store& store, const core::Clock& clock, const privacy::Kek& kek, PipelineOptions options = {});
 
-  // Transitional, for callers that do not pass a KEK yet: resolves it once, at the first
-  // message that needs one, as the telehub commands do without --kek-file (TELEHUB_KEK, else
-  // the development default file). When that fails, such messages get kRetry/unwrap_failed.
-  Pipeline(storage::Store& store, const core::Clock& clock, PipelineOptions options = {});
-
   Disposition process(const InboundMessage& message);
 
   PipelineCounters counters() const;
@@ -107,15 +102,11 @@ class Pipeline {
   Disposition retry(const core::Error& e);
   core::TimePoint received_time(const InboundMessage& m) const;
   Disposition unwrap_failed(const core::Error& e);
-  const privacy::Kek* kek();
 
   storage::Store& store_;
   const core::Clock& clock_;
   PipelineOptions options_;
-  const privacy::Kek* kek_ = nullptr;
-  std::once_flag resolve_once_;                   // transitional constructor only
-  std::unique_ptr<privacy::Kek> resolved_kek_;    // transitional constructor only
-  std::optional<core::Error> resolve_error_;      // transitional constructor only
+  const privacy::Kek& kek_;
 
   std::atomic<std::uint64_t> received_{0}, stored_messages_{0}, stored_readings_{0}, duplicates_{0}, quarantined_{0},
       retries_{0};
