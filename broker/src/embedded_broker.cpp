@@ -145,8 +145,14 @@ constexpr const char* kTls13Ciphers = "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SH
 
 // The ACL (mosquitto.conf(5), acl_file): `user` lines grant one identity, `pattern` lines every
 // client, with %u replaced by the client's user name (here: its certificate CN).
-std::string acl_text(const std::string& hub_identity) {
-  return "# Written by telehub (EmbeddedBroker); rewritten on every start.\n"
+std::string acl_text(const std::string& hub_identity, const std::vector<std::string>& denied) {
+  std::string denials;
+  for (const auto& id : denied) denials += "user " + id + "\ntopic deny #\n";
+  return "# Written by telehub (EmbeddedBroker); rewritten on every start and by deny_identities().\n"
+         "# Denied identities (revoked devices): nothing in, nothing out. Mosquitto applies deny\n"
+         "# entries before the grants below.\n" +
+         denials +
+         "\n"
          "# The hub reads every device's readings and writes every device's receipts.\n"
          "user " + hub_identity + "\n"
          "topic read telehub/v1/devices/+/readings\n"
@@ -158,6 +164,21 @@ std::string acl_text(const std::string& hub_identity) {
          "pattern read telehub/v1/devices/%u/receipts\n";
 }
 
+bool valid_identity(const std::string& id) {
+  return !id.empty() && id.find_first_of(" \t\r\n\v\f+#/%") == std::string::npos;
+}
+
+[[nodiscard]] Status check_denied(const std::vector<std::string>& denied, const std::string& hub_identity) {
+  for (const auto& id : denied) {
+    if (!valid_identity(id))
+      return core::fail(Code::kInvalidArgument, "broker_config",
+                        "a denied identity must be non-empty without whitespace, '+', '#', '/' or '%'");
+    if (id == hub_identity)
+      return core::fail(Code::kInvalidArgument, "broker_config", "the hub identity cannot be denied");
+  }
+  return {};
+}
+
 [[nodiscard]] Status check_tls_options(const BrokerOptions& o) {
   const int set = !o.ca_file.empty() + !o.cert_file.empty() + !o.key_file.empty();
   if (set != 0 && set != 3)
@@ -167,11 +188,14 @@ std::string acl_text(const std::string& hub_identity) {
   if (set == 0) {
     if (o.plaintext_listener_port != 0)
       return core::fail(Code::kInvalidArgument, "broker_config", "plaintext_listener_port needs TLS mode");
+    if (!o.denied_identities.empty())
+      return core::fail(Code::kInvalidArgument, "broker_config", "denied_identities needs TLS mode");
     return {};
   }
-  if (o.hub_identity.empty() || o.hub_identity.find_first_of(" \t\r\n+#/%") != std::string::npos)
+  if (!valid_identity(o.hub_identity))
     return core::fail(Code::kInvalidArgument, "broker_config",
                       "hub_identity must be non-empty without whitespace, '+', '#', '/' or '%'");
+  if (auto st = check_denied(o.denied_identities, o.hub_identity); !st) return st;
   for (const auto* f : {&o.ca_file, &o.cert_file, &o.key_file})
     if (::access(f->c_str(), R_OK) != 0)
       return core::fail(Code::kInvalidArgument, "broker_config", "cannot read TLS file " + f->string());
@@ -207,7 +231,7 @@ std::string acl_text(const std::string& hub_identity) {
       << "allow_anonymous true\n";
   } else {
     const auto acl_file = o.dir / "acl";
-    if (auto st = write_text(acl_file, acl_text(o.hub_identity)); !st) return st;
+    if (auto st = write_text(acl_file, acl_text(o.hub_identity, o.denied_identities)); !st) return st;
     // Per listener, because the optional plaintext listener must not share the TLS listener's
     // authentication (allow_anonymous, acl_file are per listener with this on).
     c << "per_listener_settings true\n"
@@ -255,51 +279,19 @@ std::string acl_text(const std::string& hub_identity) {
   return write_text(conf, c.str());
 }
 
-class MosquittoBroker final : public EmbeddedBroker {
- public:
-  MosquittoBroker(std::string host, std::uint16_t port, pid_t pid, bool tls, std::uint16_t plaintext_port)
-      : host_(std::move(host)), port_(port), pid_(pid), tls_(tls), plaintext_port_(plaintext_port) {}
-  ~MosquittoBroker() override { stop(); }
-
-  std::uint16_t port() const override { return port_; }
-  const std::string& host() const override { return host_; }
-  std::string uri() const override {
-    // IPv6 literals need brackets in a URI (RFC 3986 section 3.2.2).
-    const std::string scheme = tls_ ? "ssl://" : "tcp://";
-    if (host_.find(':') != std::string::npos) return scheme + "[" + host_ + "]:" + std::to_string(port_);
-    return scheme + host_ + ":" + std::to_string(port_);
+// SIGTERM lets mosquitto write its persistence file; SIGKILL only if it hangs.
+void terminate_child(pid_t pid) {
+  ::kill(pid, SIGTERM);
+  const auto deadline = Clock::now() + kStopGrace;
+  while (Clock::now() < deadline) {
+    pid_t r = ::waitpid(pid, nullptr, WNOHANG);
+    if (r == pid || (r < 0 && errno != EINTR)) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  bool tls() const override { return tls_; }
-  std::uint16_t plaintext_port() const override { return plaintext_port_; }
-  int pid() const override { return pid_; }
-
-  void stop() override {
-    if (pid_ <= 0) return;
-    terminate_child(pid_);
-    pid_ = 0;
+  ::kill(pid, SIGKILL);
+  while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
   }
-
-  // SIGTERM lets mosquitto write its persistence file; SIGKILL only if it hangs.
-  static void terminate_child(pid_t pid) {
-    ::kill(pid, SIGTERM);
-    const auto deadline = Clock::now() + kStopGrace;
-    while (Clock::now() < deadline) {
-      pid_t r = ::waitpid(pid, nullptr, WNOHANG);
-      if (r == pid || (r < 0 && errno != EINTR)) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    ::kill(pid, SIGKILL);
-    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
-    }
-  }
-
- private:
-  std::string host_;
-  std::uint16_t port_;
-  pid_t pid_;
-  bool tls_;
-  std::uint16_t plaintext_port_;
-};
+}
 
 // fork + exec. Everything the child needs is prepared before fork: after fork in a process
 // that may run other threads (Paho, the HTTP server) only async-signal-safe calls are allowed.
@@ -401,6 +393,120 @@ bool log_says_port_in_use(const std::filesystem::path& log_file) {
   return log_tail(log_file).find("Address already in use") != std::string::npos;
 }
 
+struct Launched {
+  pid_t pid;
+  std::uint16_t port;
+};
+
+// Writes the configuration and starts mosquitto on effective.port (0: a free port, chosen again
+// a few times if someone else takes it first). `restart`: the same port as before, just freed
+// by our own broker; the log is appended to rather than truncated, and a port still in use is
+// retried for a while.
+[[nodiscard]] Result<Launched> launch(const BrokerOptions& effective, const std::string& program,
+                                      std::uint16_t plaintext_port, bool restart) {
+  const auto conf = effective.dir / "mosquitto.conf";
+  const auto log_file = effective.dir / "mosquitto.log";
+  const BrokerOptions& options = effective;
+  const int attempts = options.port == 0 ? 3 : restart ? 50 : 1;
+  for (int attempt = 1;; ++attempt) {
+    std::uint16_t port = options.port;
+    if (port == 0) {
+      auto free_port = find_free_port(options.host);
+      if (!free_port) return tl::unexpected(free_port.error());
+      port = *free_port;
+    }
+    // Without this, a broker that fails to bind would look started: the readiness probe would
+    // reach whoever already listens there.
+    if (port == plaintext_port || !port_is_free(options.host, port) ||
+        (plaintext_port != 0 && restart && !port_is_free("127.0.0.1", plaintext_port))) {
+      if (attempt < attempts) {
+        if (restart) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        continue;
+      }
+      return core::fail(Code::kUnavailable, "broker_start",
+                        "port " + std::to_string(port) + " on " + options.host + " is already in use");
+    }
+    if (auto st = write_config(effective, port, plaintext_port, conf, log_file); !st) return tl::unexpected(st.error());
+    // Truncate so that the tail we report on failure belongs to this start.
+    if (!restart) std::ofstream(log_file, std::ios::trunc).close();
+
+    auto pid = spawn(program, conf, log_file);
+    if (!pid) return tl::unexpected(pid.error());
+
+    switch (wait_until_listening(*pid, options.host, port, plaintext_port, options.start_timeout)) {
+      case WaitOutcome::kListening:
+        core::log_debug("broker", "mosquitto pid " + std::to_string(*pid) + " listening on " + options.host +
+                                      ":" + std::to_string(port));
+        return Launched{*pid, port};
+      case WaitOutcome::kExited:
+        if (attempt < attempts && log_says_port_in_use(log_file)) continue;
+        return core::fail(Code::kUnavailable, "broker_start",
+                          "mosquitto exited before listening on port " + std::to_string(port) +
+                              "; broker log:" + log_tail(log_file));
+      case WaitOutcome::kTimedOut:
+        terminate_child(*pid);
+        return core::fail(Code::kUnavailable, "broker_start",
+                          "mosquitto did not accept connections on port " + std::to_string(port) + " within " +
+                              std::to_string(options.start_timeout.count()) + " ms; broker log:" + log_tail(log_file));
+    }
+  }
+}
+
+class MosquittoBroker final : public EmbeddedBroker {
+ public:
+  // `options`: the effective options (absolute paths, the port in use).
+  MosquittoBroker(BrokerOptions options, std::string program, pid_t pid, bool tls, std::uint16_t plaintext_port)
+      : options_(std::move(options)),
+        program_(std::move(program)),
+        pid_(pid),
+        tls_(tls),
+        plaintext_port_(plaintext_port) {}
+  ~MosquittoBroker() override { stop(); }
+
+  std::uint16_t port() const override { return options_.port; }
+  const std::string& host() const override { return options_.host; }
+  std::string uri() const override {
+    // IPv6 literals need brackets in a URI (RFC 3986 section 3.2.2).
+    const std::string scheme = tls_ ? "ssl://" : "tcp://";
+    const std::string port = std::to_string(options_.port);
+    if (options_.host.find(':') != std::string::npos) return scheme + "[" + options_.host + "]:" + port;
+    return scheme + options_.host + ":" + port;
+  }
+  bool tls() const override { return tls_; }
+  std::uint16_t plaintext_port() const override { return plaintext_port_; }
+  int pid() const override { return pid_; }
+
+  Status deny_identities(const std::vector<std::string>& identities) override {
+    if (!tls_) return core::fail(Code::kInvalidArgument, "broker_config", "denied identities need TLS mode");
+    if (pid_ <= 0) return core::fail(Code::kUnavailable, "broker_start", "the broker is not running");
+    if (auto st = check_denied(identities, options_.hub_identity); !st) return st;
+    // A restart, not SIGHUP: Mosquitto 2.0.11's reload leaves the persistent sessions of
+    // certificate-identified clients that are offline at that moment without a valid ACL
+    // (security_default.c skips them), so their queued messages would be refused or worse.
+    // SIGTERM saves every session to disk first; clients reconnect and resume them.
+    options_.denied_identities = identities;
+    terminate_child(pid_);
+    pid_ = 0;
+    auto launched = launch(options_, program_, plaintext_port_, /*restart=*/true);
+    if (!launched) return tl::unexpected(launched.error());
+    pid_ = launched->pid;
+    return {};
+  }
+
+  void stop() override {
+    if (pid_ <= 0) return;
+    terminate_child(pid_);
+    pid_ = 0;
+  }
+
+ private:
+  BrokerOptions options_;
+  std::string program_;
+  pid_t pid_;
+  bool tls_;
+  std::uint16_t plaintext_port_;
+};
+
 }  // namespace
 
 Result<std::unique_ptr<EmbeddedBroker>> EmbeddedBroker::start(const BrokerOptions& options) {
@@ -421,8 +527,6 @@ Result<std::unique_ptr<EmbeddedBroker>> EmbeddedBroker::start(const BrokerOption
   auto program = find_program(options.program);
   if (!program) return tl::unexpected(program.error());
 
-  const auto conf = dir / "mosquitto.conf";
-  const auto log_file = dir / "mosquitto.log";
   BrokerOptions effective = options;
   effective.dir = dir;
   // Mosquitto resolves relative paths against its own working directory, which is ours now but
@@ -434,47 +538,11 @@ Result<std::unique_ptr<EmbeddedBroker>> EmbeddedBroker::start(const BrokerOption
     }
   }
 
-  // A port from find_free_port can be taken by someone else before mosquitto binds it; when we
-  // chose the port, choose again a few times instead of failing.
-  const int attempts = options.port == 0 ? 3 : 1;
-  for (int attempt = 1;; ++attempt) {
-    std::uint16_t port = options.port;
-    if (port == 0) {
-      auto free_port = find_free_port(options.host);
-      if (!free_port) return tl::unexpected(free_port.error());
-      port = *free_port;
-    }
-    // Without this, a broker that fails to bind would look started: the readiness probe would
-    // reach whoever already listens there.
-    if (port == plaintext_port || !port_is_free(options.host, port)) {
-      if (attempt < attempts) continue;
-      return core::fail(Code::kUnavailable, "broker_start",
-                        "port " + std::to_string(port) + " on " + options.host + " is already in use");
-    }
-    if (auto st = write_config(effective, port, plaintext_port, conf, log_file); !st) return tl::unexpected(st.error());
-    // Truncate so that the tail we report on failure belongs to this start.
-    std::ofstream(log_file, std::ios::trunc).close();
-
-    auto pid = spawn(*program, conf, log_file);
-    if (!pid) return tl::unexpected(pid.error());
-
-    switch (wait_until_listening(*pid, options.host, port, plaintext_port, options.start_timeout)) {
-      case WaitOutcome::kListening:
-        core::log_debug("broker", "mosquitto pid " + std::to_string(*pid) + " listening on " + options.host +
-                                      ":" + std::to_string(port));
-        return std::unique_ptr<EmbeddedBroker>(new MosquittoBroker(options.host, port, *pid, tls, plaintext_port));
-      case WaitOutcome::kExited:
-        if (attempt < attempts && log_says_port_in_use(log_file)) continue;
-        return core::fail(Code::kUnavailable, "broker_start",
-                          "mosquitto exited before listening on port " + std::to_string(port) +
-                              "; broker log:" + log_tail(log_file));
-      case WaitOutcome::kTimedOut:
-        MosquittoBroker::terminate_child(*pid);
-        return core::fail(Code::kUnavailable, "broker_start",
-                          "mosquitto did not accept connections on port " + std::to_string(port) + " within " +
-                              std::to_string(options.start_timeout.count()) + " ms; broker log:" + log_tail(log_file));
-    }
-  }
+  auto launched = launch(effective, *program, plaintext_port, /*restart=*/false);
+  if (!launched) return tl::unexpected(launched.error());
+  effective.port = launched->port;
+  return std::unique_ptr<EmbeddedBroker>(new MosquittoBroker(std::move(effective), *program, launched->pid, tls,
+                                                              plaintext_port));
 }
 
 Result<std::uint16_t> find_free_port(const std::string& host) {

@@ -12,6 +12,7 @@
 #include <iterator>
 #include <optional>
 #include <sstream>
+#include <thread>
 
 #include "telehub/broker/embedded_broker.h"
 #include "telehub/core/bytes.h"
@@ -227,6 +228,50 @@ TEST_CASE("a device cannot publish on another device's topic or forge receipts",
   auto b = run_command("(" + b_sub + " -W 2 -F %p 2>/dev/null)");
   // Only the hub's receipt arrives (which also shows dev-b's subscription worked).
   CHECK(lines_of(b.output) == std::vector<std::string>{"from-hub"});
+}
+
+TEST_CASE("a denied (revoked) identity can neither publish nor read, on its open connection too",
+          "[gateway][tls]") {
+  TlsFixture f;
+  f.register_hub();
+  // dev-a's durable session listens for its receipts; deny dev-a while it is subscribed.
+  const std::string a_sub =
+      "mosquitto_sub" + f.conn("dev-a") + "-c -x 600 -i dev-a -q 1 -t telehub/v1/devices/dev-a/receipts";
+  REQUIRE(run_command(a_sub + " -E").exit_code == 0);
+  auto gw = Gateway::connect(f.provisioning("dev-a"), f.gateway_options("dev-a"));
+  REQUIRE(gw);
+  REQUIRE((*gw)->publish(some_readings()));
+  REQUIRE(f.hub_received(2) == std::vector<std::string>{"telehub/v1/devices/dev-a/readings"});
+
+  const auto port = f.broker->port();
+  REQUIRE(f.broker->deny_identities({"dev-a"}));
+  CHECK(f.broker->port() == port);
+  CHECK(read_text(f.dir.path() / "broker" / "acl").find("user dev-a\ntopic deny #\n") != std::string::npos);
+  // The gateway connected before the denial and reconnects by itself; its next publish must not
+  // arrive.
+  (void)(*gw)->publish(some_readings());
+  run_command("mosquitto_pub" + f.conn("dev-a") + "-q 1 -t telehub/v1/devices/dev-a/readings -m after-deny");
+  REQUIRE(run_command("mosquitto_pub" + f.conn("dev-b") + "-q 1 -t telehub/v1/devices/dev-b/readings -m ok")
+              .exit_code == 0);
+  CHECK(f.hub_received(2) == std::vector<std::string>{"telehub/v1/devices/dev-b/readings"});
+  // Nothing reaches dev-a's session either.
+  REQUIRE(run_command("mosquitto_pub" + f.conn("telehub-hub") + "-q 1 -t telehub/v1/devices/dev-a/receipts -m r")
+              .exit_code == 0);
+  CHECK(lines_of(run_command("(" + a_sub + " -W 2 -F %p 2>/dev/null)").output).empty());
+  // (That clean-start publish as telehub-hub replaced the hub's durable session: register again.)
+  f.register_hub();
+
+  // Lifting the denial restores access; the hub identity can never be denied. (The gateway goes
+  // first: it shares the client id dev-a with mosquitto_pub, and the broker keeps only one.)
+  (*gw)->disconnect();
+  REQUIRE(f.broker->deny_identities({}));
+  REQUIRE(run_command("mosquitto_pub" + f.conn("dev-a") + "-q 1 -t telehub/v1/devices/dev-a/readings -m again")
+              .exit_code == 0);
+  CHECK(f.hub_received(2) == std::vector<std::string>{"telehub/v1/devices/dev-a/readings"});
+  auto bad = f.broker->deny_identities({"telehub-hub"});
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().reason == "broker_config");
+  CHECK_FALSE(f.broker->deny_identities({"dev-#"}));
 }
 
 TEST_CASE("a device cannot read another device's receipts", "[gateway][tls]") {

@@ -39,6 +39,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "telehub/core/error.h"
 
@@ -83,6 +84,11 @@ struct BrokerOptions {
   // subscribe to anything on it, receipts included). For gateways provisioned before TLS.
   // REQUIRES: TLS mode and a port other than `port`. Default: 0 (no plaintext listener).
   std::uint16_t plaintext_listener_port = 0;
+  // TLS mode only: identities (certificate CNs) refused everything by the ACL (`topic deny #`),
+  // e.g. revoked devices. Mosquitto applies deny entries before the grants. See also
+  // EmbeddedBroker::deny_identities(). REQUIRES: each like hub_identity, and not hub_identity.
+  // Default: none.
+  std::vector<std::string> denied_identities;
 };
 
 class EmbeddedBroker {
@@ -98,6 +104,15 @@ class EmbeddedBroker {
   virtual bool tls() const = 0;
   // The plaintext loopback listener's port in TLS mode; 0 when there is none.
   virtual std::uint16_t plaintext_port() const = 0;
+  // TLS mode: replaces the denied identities (BrokerOptions::denied_identities) and restarts
+  // the broker on the same port so that the new ACL applies to every connection at once. The
+  // restart is graceful (SIGTERM: Mosquitto saves every session), takes well under a second,
+  // and clients reconnect and resume their sessions; a denied client may connect but can then
+  // neither publish nor receive. (Not SIGHUP: Mosquitto 2.0.11's reload leaves offline
+  // persistent sessions of certificate-identified clients without a valid ACL.) Fails with
+  // broker_config (bad identity, plain mode) or broker_start (could not start again; the
+  // broker is then stopped).
+  [[nodiscard]] virtual Status deny_identities(const std::vector<std::string>& identities) = 0;
   // Child process id (0 after stop()).
   virtual int pid() const = 0;
   // Stops the broker (SIGTERM, then SIGKILL after 5 s). Idempotent.
