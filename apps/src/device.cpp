@@ -26,14 +26,17 @@ rekey: a new key for a device (key id + 1) and a new provisioning file; messages
   --device ID      the device
   --grace-hours H  how long the old key stays valid, 0..8760 (default 24)
   --out FILE       where to write the new provisioning file (default <data>/provisioning/<device>.json)
-revoke: stops a device at once: inactive, keys overwritten, its messages quarantined (device_revoked)
+revoke: stops a device at once: inactive, keys overwritten, its messages quarantined (device_revoked);
+        a running serve also makes its embedded broker refuse the device's certificate identity
   --device ID      the device
 
 common:
   --data DIR       data directory (default ./data)
   --kek-file PATH  key-encryption key file (default: $TELEHUB_KEK, else ~/.config/telehub/kek, development only)
   --broker URI     broker address written into the provisioning file (enroll, rekey)
-                   (default: the one in <data>/hub.json, written by serve)
+                   (default: the one in <data>/hub.json, written by serve). For ssl:// and
+                   mqtts:// the file also carries a new client certificate for the device
+                   (CN = device id) from the development CA in <data>/ca
 )";
 
 int usage(const std::string& message) {
@@ -51,7 +54,7 @@ std::optional<std::string> broker_of(const Args& args, const DataDir& dir, int& 
     return std::nullopt;
   }
   if (!*info) {
-    std::cerr << "telehub: no broker address known: pass --broker tcp://host:port, or run `telehub serve` once\n";
+    std::cerr << "telehub: no broker address known: pass --broker URI, or run `telehub serve` once\n";
     status = 2;
     return std::nullopt;
   }

@@ -7,22 +7,33 @@
 #include "telehub/core/bytes.h"
 #include "telehub/gateway/provisioning.h"
 #include "telehub/privacy/pseudonym.h"
+#include "hub_tls.h"
 
 namespace telehub::apps {
 namespace {
 
-Status write_provisioning(const std::filesystem::path& file, const std::string& device_id, std::uint32_t key_id,
-                          const core::Bytes& key, const std::string& broker_uri) {
+// With a TLS broker URI (ssl://, mqtts://) the file also carries a fresh client certificate for
+// the device (CN = device id) and its key, and the CA certificate.
+Status write_provisioning(const DataDir& dir, const std::filesystem::path& file, const std::string& device_id,
+                          std::uint32_t key_id, const core::Bytes& key, const std::string& broker_uri) {
+  auto tls = device_tls(dir, device_id, broker_uri);
+  if (!tls) return tl::unexpected(tls.error());
   gateway::Provisioning p;
   p.device_id = device_id;
   p.key_id = key_id;
   p.key = key;
   p.broker_uri = broker_uri;
   p.readings_topic = gateway::readings_topic_for(device_id);
+  if (*tls) {
+    p.ca_pem = std::move((*tls)->ca_pem);
+    p.cert_pem = std::move((*tls)->cert_pem);
+    p.key_pem = std::move((*tls)->key_pem);
+  }
   std::error_code ec;
   std::filesystem::create_directories(file.parent_path(), ec);
   auto s = gateway::save_provisioning(file, p);
   OPENSSL_cleanse(p.key.data(), p.key.size());
+  OPENSSL_cleanse(p.key_pem.data(), p.key_pem.size());
   return s;
 }
 
@@ -56,7 +67,7 @@ Result<Enrolment> enrol_device(const DataDir& dir, storage::Store& store, const 
   if (auto s = store.registry().add_device(device); !s) return tl::unexpected(s.error());
 
   std::filesystem::path file = out.empty() ? dir.provisioning_dir() / (device.id + ".json") : out;
-  auto s = write_provisioning(file, device.id, device.key_id, *key, broker_uri);
+  auto s = write_provisioning(dir, file, device.id, device.key_id, *key, broker_uri);
   OPENSSL_cleanse(key->data(), key->size());
   if (!s) return tl::unexpected(s.error());
   return Enrolment{device.id, subject.str(), file};
@@ -93,7 +104,7 @@ Result<Rekeying> rekey_device(const DataDir& dir, storage::Store& store, const p
   if (!wrapped) return tl::unexpected(wrapped.error());
   storage::KeyRotation rotation{device_id, r.old_key_id, r.new_key_id, std::move(*wrapped), r.old_key_valid_until};
   if (auto s = store.registry().rotate_key(rotation); !s) return tl::unexpected(s.error());
-  auto s = write_provisioning(r.provisioning_file, device_id, r.new_key_id, *key, broker_uri);
+  auto s = write_provisioning(dir, r.provisioning_file, device_id, r.new_key_id, *key, broker_uri);
   OPENSSL_cleanse(key->data(), key->size());
   if (!s) return tl::unexpected(s.error());
   return r;

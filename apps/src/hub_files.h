@@ -3,7 +3,9 @@
 //
 //   <data>/telehub.db             measurement store (SQLite, WAL)
 //   <data>/keys/pseudonym.key     pseudonymisation key, wrapped under the KEK (mode 0600)
-//   <data>/broker/                embedded Mosquitto: config, persistence, log
+//   <data>/broker/                embedded Mosquitto: config, ACL, persistence, log
+//   <data>/ca/                    development CA (ca.pem, ca.key 0600); see hub_tls.h
+//   <data>/tls/                   the broker's and the hub's certificates and keys (0600)
 //   <data>/provisioning/<dev>.json  provisioning files written at enrolment (secret: 0600)
 //   <data>/hub.json               {"broker": "tcp://...", "fhir": "http://.../fhir"} written by serve
 //
@@ -26,6 +28,8 @@ struct DataDir {
   // The pseudonymisation key, wrapped under the KEK (privacy::Pseudonymiser::open_wrapped_key_file).
   std::filesystem::path pseudonym_key() const { return root / "keys" / "pseudonym.key"; }
   std::filesystem::path broker_dir() const { return root / "broker"; }
+  std::filesystem::path ca_dir() const { return root / "ca"; }
+  std::filesystem::path tls_dir() const { return root / "tls"; }
   std::filesystem::path provisioning_dir() const { return root / "provisioning"; }
   std::filesystem::path hub_file() const { return root / "hub.json"; }
 };
@@ -40,7 +44,7 @@ struct DataDir {
 [[nodiscard]] Result<privacy::Kek> load_kek(const std::string& kek_file, const DataDir& dir);
 
 struct HubInfo {
-  std::string broker_uri;        // "tcp://127.0.0.1:41883"
+  std::string broker_uri;        // "ssl://127.0.0.1:41883" (embedded broker), or --broker
   std::string fhir_base;         // "http://127.0.0.1:8080/fhir"
   int embedded_broker_port = 0;  // the port the embedded broker used (reused on restart)
 };

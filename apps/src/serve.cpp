@@ -1,12 +1,17 @@
 // `telehub serve`: the hub. With no options it creates ./data, starts an embedded Mosquitto
-// on a free loopback port, subscribes, and serves the FHIR API on 127.0.0.1:8080.
+// on a free loopback port with TLS and client certificates (development CA in <data>/ca),
+// subscribes, and serves the FHIR API on 127.0.0.1:8080. It keeps the broker's list of refused
+// identities equal to the registry's revoked devices (checked every second).
 #include <signal.h>
 
+#include <algorithm>
+#include <ctime>
 #include <iostream>
 
 #include "args.h"
 #include "commands.h"
 #include "hub_files.h"
+#include "hub_tls.h"
 #include "telehub/broker/embedded_broker.h"
 #include "telehub/core/log.h"
 #include "telehub/fhir/http_server.h"
@@ -24,9 +29,18 @@ constexpr const char* kServeHelp = R"(usage: telehub serve [options]
   --data DIR           data directory (default ./data)
   --http-host HOST     FHIR API listen address (default 127.0.0.1)
   --http-port PORT     FHIR API port (default 8080; 0 picks a free one)
-  --broker URI         use an external broker (tcp://host:port) instead of the embedded one
-  --broker-port PORT   port for the embedded broker (default: the one used last time, else a free one)
-  --client-id ID       MQTT client id / persistent session name (default telehub-hub)
+  --broker URI         use an external broker instead of the embedded one: ssl://host:port with
+                       --tls-ca/--tls-cert/--tls-key (the hub's certificate, CN telehub-hub),
+                       or tcp://host:port (plain MQTT: development only)
+  --tls-ca FILE        CA certificate (PEM) the external broker's certificate is checked against
+  --tls-cert FILE      the hub's client certificate (PEM) for the external broker
+  --tls-key FILE       its private key (PEM)
+  --broker-port PORT   port for the embedded broker's TLS listener (default: the one used last
+                       time, else a free one)
+  --plaintext-port PORT  also open a plaintext MQTT listener on 127.0.0.1:PORT on the embedded
+                       broker, without authentication or ACL (development and old gateways only)
+  --client-id ID       MQTT client id / persistent session name for a plain external broker
+                       (default telehub-hub; with TLS the broker uses the certificate's CN)
   --shared             subscribe through $share/telehub/... to split load over several hubs
   --log-level LEVEL    debug|info|warn|error (default info)
   --kek-file PATH      key-encryption key file, outside the data directory (default: $TELEHUB_KEK,
@@ -37,7 +51,8 @@ constexpr const char* kServeHelp = R"(usage: telehub serve [options]
 
 int cmd_serve(int argc, char** argv) {
   auto parsed = parse_args(argc, argv, 2,
-                           {"data", "http-host", "http-port", "broker", "broker-port", "client-id", "log-level", "kek-file"},
+                           {"data", "http-host", "http-port", "broker", "broker-port", "client-id", "log-level", "kek-file",
+                            "tls-ca", "tls-cert", "tls-key", "plaintext-port"},
                            {"shared", "help"});
   if (!parsed) {
     std::cerr << "telehub: " << parsed.error().message << "\n" << kServeHelp;
@@ -50,8 +65,30 @@ int cmd_serve(int argc, char** argv) {
   }
   auto http_port = args.get_int("http-port", 8080, 0, 65535);
   auto broker_port = args.get_int("broker-port", 0, 0, 65535);
-  if (!http_port || !broker_port) {
-    std::cerr << "telehub: " << (!http_port ? http_port.error() : broker_port.error()).message << "\n";
+  auto plaintext_port = args.get_int("plaintext-port", 0, 1, 65535);
+  for (const auto* r : {&http_port, &broker_port, &plaintext_port})
+    if (!*r) {
+      std::cerr << "telehub: " << r->error().message << "\n";
+      return 2;
+    }
+  const int tls_files = args.has("tls-ca") + args.has("tls-cert") + args.has("tls-key");
+  if (args.has("broker")) {
+    const bool tls = is_tls_uri(args.get("broker"));
+    if (args.has("broker-port") || args.has("plaintext-port")) {
+      std::cerr << "telehub: --broker-port and --plaintext-port are for the embedded broker, not with --broker\n";
+      return 2;
+    }
+    if (tls && tls_files != 3) {
+      std::cerr << "telehub: --broker ssl://... needs --tls-ca, --tls-cert and --tls-key (the hub's certificate)\n";
+      return 2;
+    }
+    if (!tls && tls_files != 0) {
+      std::cerr << "telehub: --tls-ca/--tls-cert/--tls-key need an ssl:// or mqtts:// --broker\n";
+      return 2;
+    }
+  } else if (tls_files != 0) {
+    std::cerr << "telehub: --tls-ca/--tls-cert/--tls-key are for an external --broker; the embedded broker "
+                 "uses the development CA in <data>/ca\n";
     return 2;
   }
   const std::string level = args.get("log-level", "info");
@@ -87,12 +124,38 @@ int cmd_serve(int argc, char** argv) {
 
   std::unique_ptr<broker::EmbeddedBroker> embedded;
   HubInfo info;
+  ingest::SubscriberOptions so;
+  so.client_id = args.get("client-id", kHubIdentity);
+  std::vector<std::string> denied;  // what the embedded broker refuses: the inactive devices
   if (args.has("broker")) {
     info.broker_uri = args.get("broker");
+    so.ca_file = args.get("tls-ca");
+    so.cert_file = args.get("tls-cert");
+    so.key_file = args.get("tls-key");
   } else {
+    auto tls = prepare_embedded_tls(*dir, "127.0.0.1");
+    if (!tls) return fail_with(tls.error());
+    auto inactive = (*store)->registry().inactive_device_ids();
+    if (!inactive) return fail_with(inactive.error());
+    denied = std::move(*inactive);
     broker::BrokerOptions bo;
     bo.dir = dir->broker_dir();
     bo.port = static_cast<std::uint16_t>(*broker_port);
+    bo.ca_file = tls->ca;
+    bo.cert_file = tls->broker_cert;
+    bo.key_file = tls->broker_key;
+    bo.hub_identity = kHubIdentity;
+    bo.denied_identities = denied;
+    bo.plaintext_listener_port = static_cast<std::uint16_t>(args.has("plaintext-port") ? *plaintext_port : 0);
+    so.ca_file = tls->ca.string();
+    so.cert_file = tls->hub_cert.string();
+    so.key_file = tls->hub_key.string();
+    // The broker takes the client id from the certificate (use_username_as_clientid).
+    if (args.has("client-id") && args.get("client-id") != kHubIdentity) {
+      std::cerr << "telehub: with the embedded broker the hub's client id is its certificate name, "
+                << kHubIdentity << "\n";
+      return 2;
+    }
     // Reuse last run's port so provisioned gateways keep working across restarts.
     if (bo.port == 0 && *previous && (*previous)->embedded_broker_port > 0) {
       bo.port = static_cast<std::uint16_t>((*previous)->embedded_broker_port);
@@ -110,13 +173,15 @@ int cmd_serve(int argc, char** argv) {
     }
     info.broker_uri = embedded->uri();
     info.embedded_broker_port = embedded->port();
-    core::log_info("serve", "embedded broker (mosquitto pid " + std::to_string(embedded->pid()) + ") at " + info.broker_uri);
+    core::log_info("serve", "embedded broker (mosquitto pid " + std::to_string(embedded->pid()) + ") at " +
+                                info.broker_uri + " (TLS, client certificates)" +
+                                (embedded->plaintext_port() != 0
+                                     ? "; plaintext listener on 127.0.0.1:" + std::to_string(embedded->plaintext_port())
+                                     : std::string()));
   }
 
   ingest::Pipeline pipeline(**store, core::system_clock(), *kek);
-  ingest::SubscriberOptions so;
   so.server_uri = info.broker_uri;
-  so.client_id = args.get("client-id", "telehub-hub");
   so.shared = args.has("shared");
   auto subscriber = ingest::MqttSubscriber::start(so, pipeline);
   if (!subscriber) return fail_with(subscriber.error());
@@ -145,9 +210,35 @@ int cmd_serve(int argc, char** argv) {
   std::cout << "telehub: serving; FHIR API at " << base << "/metadata ; broker " << info.broker_uri
             << " ; stop with Ctrl-C" << std::endl;
 
+  // Wait for a stop signal; meanwhile keep the broker's refused identities equal to the
+  // registry's inactive devices (`telehub device revoke` runs in another process).
   int sig = 0;
-  sigwait(&stop_signals, &sig);
-  core::log_info("serve", std::string("stopping on ") + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
+  bool broker_failed = false;
+  for (;;) {
+    timespec tick{1, 0};
+    sig = sigtimedwait(&stop_signals, nullptr, &tick);
+    if (sig == SIGINT || sig == SIGTERM) break;
+    if (!embedded) continue;
+    auto inactive = (*store)->registry().inactive_device_ids();
+    if (!inactive) {
+      core::log_warn("serve", "cannot read the revoked devices: " + inactive.error().to_string());
+      continue;
+    }
+    if (*inactive == denied) continue;
+    std::string added;
+    for (const auto& id : *inactive)
+      if (std::find(denied.begin(), denied.end(), id) == denied.end()) added += " " + id;
+    core::log_info("serve", "broker: refusing revoked device(s)" + added + "; restarting the embedded broker");
+    if (auto s = embedded->deny_identities(*inactive); !s) {
+      // The broker is down: ingest stalls (nothing is acknowledged), gateways keep their data.
+      core::log_error("serve", "embedded broker restart failed: " + s.error().to_string() + "; stopping");
+      broker_failed = true;
+      break;
+    }
+    denied = std::move(*inactive);
+  }
+  core::log_info("serve", broker_failed ? std::string("stopping: the embedded broker is down")
+                                        : std::string("stopping on ") + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
   (*subscriber)->stop();  // waits for the message in progress; no new deliveries
   (*server)->stop();
   (*store)->close();      // commits everything queued
@@ -156,7 +247,7 @@ int cmd_serve(int argc, char** argv) {
   core::log_info("serve", "stopped cleanly: " + std::to_string(c.stored_readings) + " readings stored, " +
                               std::to_string(c.duplicates) + " duplicates, " + std::to_string(c.quarantined) +
                               " quarantined this run");
-  return 0;
+  return broker_failed ? 1 : 0;
 }
 
 }  // namespace telehub::apps

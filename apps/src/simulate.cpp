@@ -10,6 +10,7 @@
 #include "commands.h"
 #include "enrol.h"
 #include "hub_files.h"
+#include "hub_tls.h"
 #include "telehub/gateway/gateway.h"
 #include "telehub/privacy/pseudonym.h"
 
@@ -82,7 +83,7 @@ int cmd_simulate(int argc, char** argv) {
     if (!info) return fail_with(info.error());
     if (!*info) {
       std::cerr << "telehub: no broker known: start `telehub serve --data " << dir->root.string()
-                << "` first, or pass --broker tcp://host:port\n";
+                << "` first, or pass --broker URI\n";
       return 2;
     }
     broker_uri = (*info)->broker_uri;
@@ -108,6 +109,15 @@ int cmd_simulate(int argc, char** argv) {
       auto p = gateway::load_provisioning(file);
       if (!p) return fail_with(p.error());
       p->broker_uri = broker_uri;  // the embedded broker may have moved since enrolment
+      if (is_tls_uri(broker_uri) && !p->has_tls()) {
+        // Enrolled for a plain broker (before TLS): give the device its certificate now.
+        auto tls = device_tls(*dir, p->device_id, broker_uri);
+        if (!tls) return fail_with(tls.error());
+        p->ca_pem = (*tls)->ca_pem;
+        p->cert_pem = (*tls)->cert_pem;
+        p->key_pem = (*tls)->key_pem;
+        if (auto s = gateway::save_provisioning(file, *p); !s) return fail_with(s.error());
+      }
       gateway::GatewayOptions go;
       go.sequence_file = file;
       go.sequence_file += ".seq";

@@ -162,6 +162,7 @@ class SqliteRegistry final : public Registry {
   Result<std::vector<DeviceRecord>> devices_of(std::string_view pseudonym) override;
   Status rotate_key(const KeyRotation& rotation) override;
   Status revoke_device(std::string_view device_id, core::TimePoint revoked_at) override;
+  Result<std::vector<std::string>> inactive_device_ids() override;
 
  private:
   SqliteStore& store_;
@@ -591,6 +592,20 @@ Status SqliteRegistry::revoke_device(std::string_view device_id, core::TimePoint
   });
   if (!r) return tl::unexpected(r.error());
   return {};
+}
+
+Result<std::vector<std::string>> SqliteRegistry::inactive_device_ids() {
+  return store_.read([](sqlite::Database& db) -> Result<std::vector<std::string>> {
+    auto st = db.prepare("SELECT id FROM devices WHERE active=0 ORDER BY id");
+    if (!st) return tl::unexpected(st.error());
+    std::vector<std::string> out;
+    for (;;) {
+      auto row = st->step();
+      if (!row) return tl::unexpected(row.error());
+      if (!*row) return out;
+      out.push_back(st->column_text(0));
+    }
+  });
 }
 
 // ---------------------------------------------------------------- quarantine

@@ -98,6 +98,11 @@ TEST_CASE("telehub serve + device enroll + telehub-gateway: readings reach the F
   std::smatch m;
   REQUIRE(std::regex_search(hub, m, std::regex("\"fhir\":\"([^\"]+)\"")));
   const std::string base = m[1];
+  // The embedded broker speaks only TLS with client certificates.
+  CHECK(hub.find("\"broker\":\"ssl://127.0.0.1:") != std::string::npos);
+  const std::string conf = slurp(data / "broker" / "mosquitto.conf");
+  CHECK(conf.find("require_certificate true") != std::string::npos);
+  CHECK(conf.find("allow_anonymous true") == std::string::npos);
 
   auto enrol = testing::run_command(bin("telehub") + " device enroll --subject patient-cli --data " + data.string());
   INFO(enrol.output);
@@ -107,6 +112,10 @@ TEST_CASE("telehub serve + device enroll + telehub-gateway: readings reach the F
   REQUIRE(std::regex_search(enrol.output, m, std::regex("provisioning: (\\S+)")));
   const std::string provisioning = m[1];
   CHECK(enrol.output.find("patient-cli") == std::string::npos);  // only the pseudonym is shown
+  // The provisioning file carries the device's certificate (CN = device id) and the CA.
+  const std::string prov = slurp(provisioning);
+  CHECK(prov.find("\"tls\"") != std::string::npos);
+  CHECK(prov.find("BEGIN CERTIFICATE") != std::string::npos);
 
   auto gw = testing::run_command(bin("telehub-gateway") + " --provisioning " + provisioning +
                                  " --count 3 --interval-ms 10");
@@ -134,4 +143,101 @@ TEST_CASE("telehub serve + device enroll + telehub-gateway: readings reach the F
   // The embedded broker is gone with the hub.
   // ("[m]" keeps the pattern from matching the shell that runs pgrep.)
   CHECK(testing::run_command("pgrep -f '[m]osquitto.*" + (data / "broker").string() + "'").exit_code != 0);
+}
+
+namespace {
+
+// serve's hub.json, once it has written the FHIR base; empty on timeout.
+std::string wait_for_hub(const std::filesystem::path& data) {
+  std::string hub;
+  for (int i = 0; i < 300 && hub.find("fhir") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(50ms);
+    hub = slurp(data / "hub.json");
+  }
+  return hub;
+}
+
+std::size_t heart_rates(const std::string& base, const std::string& patient) {
+  auto r = testing::run_command("curl -s -g '" + base + "/Observation?patient=" + patient + "&code=8867-4&_count=100'");
+  return count_of(r.output, "\"resourceType\":\"Observation\"");
+}
+
+}  // namespace
+
+TEST_CASE("a device revoked while the hub runs is refused by the broker; others carry on", "[e2e][cli][tls]") {
+  testing::TempDir dir;
+  const auto data = dir.path() / "data";
+  const auto log = dir.path() / "serve.log";
+  pid_t serve = spawn_serve(data, log);
+  REQUIRE(serve > 0);
+  const std::string hub = wait_for_hub(data);
+  INFO(slurp(log));
+  std::smatch m;
+  REQUIRE(std::regex_search(hub, m, std::regex("\"fhir\":\"([^\"]+)\"")));
+  const std::string base = m[1];
+
+  struct Enrolled {
+    std::string patient, device, provisioning;
+  };
+  auto enrol = [&](const std::string& subject) {
+    auto r = testing::run_command(bin("telehub") + " device enroll --subject " + subject + " --data " + data.string() +
+                                  " --out " + (dir.path() / (subject + ".json")).string());
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
+    Enrolled e;
+    std::smatch mm;
+    REQUIRE(std::regex_search(r.output, mm, std::regex("Patient/([0-9a-f]{32})")));
+    e.patient = mm[1];
+    REQUIRE(std::regex_search(r.output, mm, std::regex("device: +(dev-[0-9a-f]+)")));
+    e.device = mm[1];
+    e.provisioning = (dir.path() / (subject + ".json")).string();
+    return e;
+  };
+  const Enrolled a = enrol("patient-revoked");
+  const Enrolled b = enrol("patient-kept");
+  auto send = [&](const Enrolled& e, int rounds, int wait_ms) {
+    return testing::run_command(bin("telehub-gateway") + " --provisioning " + e.provisioning + " --count " +
+                                std::to_string(rounds) + " --interval-ms 10 --receipt-wait-ms " +
+                                std::to_string(wait_ms) + " 2>&1");
+  };
+  auto first = send(a, 2, 15000);
+  INFO(first.output);
+  REQUIRE(first.exit_code == 0);
+  for (int i = 0; i < 100 && heart_rates(base, a.patient) < 2; ++i) std::this_thread::sleep_for(50ms);
+  REQUIRE(heart_rates(base, a.patient) == 2);
+
+  auto revoke = testing::run_command(bin("telehub") + " device revoke --device " + a.device + " --data " + data.string());
+  INFO(revoke.output);
+  REQUIRE(revoke.exit_code == 0);
+  // serve notices within about a second and restarts its broker with the device refused.
+  std::string out;
+  for (int i = 0; i < 100 && out.find("refusing revoked device(s) " + a.device) == std::string::npos; ++i) {
+    std::this_thread::sleep_for(100ms);
+    out = slurp(log);
+  }
+  REQUIRE(out.find("refusing revoked device(s) " + a.device) != std::string::npos);
+  CHECK(slurp(data / "broker" / "acl").find("user " + a.device + "\ntopic deny #\n") != std::string::npos);
+
+  // The revoked device still holds a valid certificate and key, and tries again: the broker
+  // drops its readings (they do not even reach the hub's quarantine) and it gets no receipts.
+  auto refused = send(a, 2, 3000);
+  INFO(refused.output);
+  CHECK(refused.exit_code != 0);
+  CHECK(refused.output.find("Not authorized") != std::string::npos);
+  // The other device carries on over the restarted broker.
+  auto kept = send(b, 2, 15000);
+  INFO(kept.output);
+  CHECK(kept.exit_code == 0);
+  for (int i = 0; i < 100 && heart_rates(base, b.patient) < 2; ++i) std::this_thread::sleep_for(50ms);
+  CHECK(heart_rates(base, b.patient) == 2);
+  CHECK(heart_rates(base, a.patient) == 2);
+  auto quarantined = testing::run_command(bin("telehub") + " quarantine list --data " + data.string());
+  INFO(quarantined.output);
+  CHECK(quarantined.output.find(a.device) == std::string::npos);
+
+  REQUIRE(kill(serve, SIGTERM) == 0);
+  int status = 0;
+  REQUIRE(waitpid(serve, &status, 0) == serve);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
 }

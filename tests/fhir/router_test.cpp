@@ -561,6 +561,7 @@ class FailingRegistry final : public storage::Registry {
   Result<std::vector<storage::DeviceRecord>> devices_of(std::string_view) override { return fail(); }
   Status rotate_key(const storage::KeyRotation&) override { return fail(); }
   Status revoke_device(std::string_view, core::TimePoint) override { return fail(); }
+  Result<std::vector<std::string>> inactive_device_ids() override { return fail(); }
 
  private:
   static tl::unexpected<core::Error> fail() { return core::fail(core::Code::kUnavailable, "db_busy", "database is locked /secret/path"); }

@@ -303,7 +303,11 @@ TEST_CASE("registry rotates a device key keeping the previous one, and revokes a
   CHECK(bad.error().reason == "bad_rotation");
 
   const auto at = core::from_unix_millis(1'790'000'000'000);
+  auto none = f.store->registry().inactive_device_ids();
+  REQUIRE(none);
+  CHECK(none->empty());
   REQUIRE(f.store->registry().revoke_device("dev-r", at));
+  CHECK(f.store->registry().inactive_device_ids() == std::vector<std::string>{"dev-r"});
   REQUIRE(f.store->registry().revoke_device("dev-r", at + std::chrono::hours(1)));  // idempotent
   found = f.store->registry().find_device("dev-r");
   REQUIRE(found->has_value());

@@ -156,6 +156,9 @@ class Registry {
   // secure_delete, so the old bytes are zeroed in the file. Idempotent for an already
   // revoked device (the first revoked_at is kept). Fails with not_found/no_device.
   [[nodiscard]] virtual Status revoke_device(std::string_view device_id, core::TimePoint revoked_at) = 0;
+  // Ids of inactive devices (revoked, or marked inactive), sorted: the identities the broker
+  // must refuse.
+  [[nodiscard]] virtual Result<std::vector<std::string>> inactive_device_ids() = 0;
 };
 
 // ---------------------------------------------------------------- quarantine
