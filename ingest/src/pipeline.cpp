@@ -62,6 +62,20 @@ std::optional<Finding> validate(const core::Reading& r, std::size_t index) {
   return std::nullopt;
 }
 
+// The time windows of PipelineOptions, relative to the message's receive time.
+std::optional<Finding> check_time(const ingest::PipelineOptions& options_, const core::Reading& r, std::size_t index,
+                                  core::TimePoint received) {
+  const std::string where = "readings[" + std::to_string(index) + "].time " + core::format_rfc3339(r.time);
+  if (options_.max_reading_age.count() > 0 && r.time < received - options_.max_reading_age)
+    return Finding{"replay", where + " is more than " + std::to_string(options_.max_reading_age.count() / 3'600'000) +
+                                 " h before the message was received (" + core::format_rfc3339(received) + ")"};
+  if (r.time > received + options_.max_clock_skew)
+    return Finding{"bad_reading", where + " is more than " + std::to_string(options_.max_clock_skew.count() / 1000) +
+                                      " s after the message was received (" + core::format_rfc3339(received) +
+                                      "): the device clock is ahead"};
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::string_view kind_name(Disposition::Kind kind) {
@@ -178,9 +192,12 @@ Disposition Pipeline::process(const InboundMessage& m) {
   batch.sequence = header->sequence;
   batch.content_hash = sha256_hex(m.payload);
   batch.received_at = received_time(m);
+  batch.sequence_window = options_.sequence_window;
   for (std::size_t i = 0; i < readings->size(); ++i) {
     core::Reading& r = (*readings)[i];
     if (auto finding = validate(r, i))
+      return authentic(quarantine(m, topic_device, finding->reason, finding->detail));
+    if (auto finding = check_time(options_, r, i, batch.received_at))
       return authentic(quarantine(m, topic_device, finding->reason, finding->detail));
     r.device = topic_device;
     r.sequence = header->sequence;
@@ -201,6 +218,11 @@ Disposition Pipeline::process(const InboundMessage& m) {
     case storage::AppendOutcome::kConflict:
       return authentic(quarantine(m, topic_device, "replay", "sequence " + std::to_string(header->sequence) +
                                                                  " was already stored with different content"));
+    case storage::AppendOutcome::kOutsideWindow:
+      return authentic(quarantine(m, topic_device, "replay",
+                                  "sequence " + std::to_string(header->sequence) + " is more than " +
+                                      std::to_string(options_.sequence_window) +
+                                      " below the highest sequence stored for this device"));
   }
   return retry(core::make_error(core::Code::kInternal, "unreachable", "unknown append outcome"));
 }

@@ -309,6 +309,7 @@ class SqliteStore final : public Store {
 
 constexpr std::int64_t kDuplicate = -1;
 constexpr std::int64_t kConflict = -2;
+constexpr std::int64_t kOutside = -3;
 
 Result<AppendOutcome> SqliteObservations::append(MessageBatch batch) {
   if (batch.readings.empty()) return core::fail(Code::kInvalidArgument, "bad_batch", "message has no readings");
@@ -329,6 +330,18 @@ Result<AppendOutcome> SqliteObservations::append(MessageBatch batch) {
     auto row = find->step();
     if (!row) return tl::unexpected(row.error());
     if (*row) return find->column_text(0) == batch.content_hash ? kDuplicate : kConflict;
+    if (batch.sequence_window > 0) {
+      // An index seek on UNIQUE(device_id, sequence).
+      auto top = db.prepare("SELECT max(sequence) FROM messages WHERE device_id=?1");
+      if (!top) return tl::unexpected(top.error());
+      top->bind(1, std::string_view(batch.device_id));
+      auto top_row = top->step();
+      if (!top_row) return tl::unexpected(top_row.error());
+      if (*top_row && !top->column_is_null(0)) {
+        const auto highest = static_cast<std::uint64_t>(top->column_int64(0));
+        if (highest > batch.sequence && highest - batch.sequence > batch.sequence_window) return kOutside;
+      }
+    }
 
     const auto received = core::to_unix_millis(batch.received_at);
     auto msg = db.prepare(
@@ -359,6 +372,7 @@ Result<AppendOutcome> SqliteObservations::append(MessageBatch batch) {
   if (!result) return tl::unexpected(result.error());
   if (*result == kDuplicate) return AppendOutcome::kDuplicate;
   if (*result == kConflict) return AppendOutcome::kConflict;
+  if (*result == kOutside) return AppendOutcome::kOutsideWindow;
   return AppendOutcome::kStored;
 }
 

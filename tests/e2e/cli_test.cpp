@@ -164,7 +164,7 @@ std::size_t heart_rates(const std::string& base, const std::string& patient) {
 
 }  // namespace
 
-TEST_CASE("a device revoked while the hub runs is refused by the broker; others carry on", "[e2e][cli][tls]") {
+TEST_CASE("a device revoked while the hub runs is refused by the broker, others carry on", "[e2e][cli][tls]") {
   testing::TempDir dir;
   const auto data = dir.path() / "data";
   const auto log = dir.path() / "serve.log";

@@ -112,9 +112,12 @@ TEST_CASE("hub killed with SIGKILL at random moments: every reading stored exact
     REQUIRE(gw);
     gws[g] = std::move(*gw);
   }
+  // Reading times: one second apart per gateway, all in the recent past (the hub refuses
+  // readings far in the past or in the future).
+  const auto start_time = testing::minutes_ago(static_cast<int>(messages_per_gateway * batch / 60 + 60));
   for (long g = 0; g < gateways; ++g)
     threads.emplace_back([&, g] {
-      const auto t0 = core::from_unix_millis(1'795'860'000'000);
+      const auto t0 = start_time;
       for (long m = 0; m < messages_per_gateway; ++m) {
         std::vector<core::Reading> readings;
         for (long i = 0; i < batch; ++i) {

@@ -63,7 +63,7 @@ core::Bytes sealed(const gateway::Provisioning& p, const core::Bytes& key, std::
   r.code = "8867-4";
   r.value = 60 + static_cast<double>(seq);
   r.unit = "/min";
-  r.time = core::from_unix_millis(1'795'860'000'000);
+  r.time = testing::minutes_ago(60);
   auto json = envelope::encode_payload(std::vector<core::Reading>{r});
   REQUIRE(json);
   auto s = envelope::seal({1, p.device_id, key_id, seq}, key, core::as_bytes(*json));

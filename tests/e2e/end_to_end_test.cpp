@@ -123,7 +123,7 @@ TEST_CASE("sealed readings travel gateway -> Mosquitto -> SQLite -> FHIR, bad on
   const std::string patient = hub.pseudonymiser->subject("patient-1").str();
   auto gw = connect(prov);
 
-  const auto t0 = core::from_unix_millis(1'795'855'200'000);  // 2026-11-28T08:40:00Z
+  const auto t0 = testing::minutes_ago(120);
   std::vector<core::Reading> readings;
   for (int i = 0; i < 5; ++i) readings.push_back(hr(60 + i, t0 + std::chrono::minutes(i)));
   core::Reading bp;
@@ -140,7 +140,8 @@ TEST_CASE("sealed readings travel gateway -> Mosquitto -> SQLite -> FHIR, bad on
   CHECK(bundle.find("\"searchset\"") != std::string::npos);
   CHECK(bundle.find("\"next\"") != std::string::npos);
   CHECK(bundle.find("\"value\":60") != std::string::npos);
-  auto page2 = hub.get("/fhir/Observation?patient=" + patient + "&code=8867-4&date=ge2026-11-28T08:43:00Z");
+  auto page2 = hub.get("/fhir/Observation?patient=" + patient + "&code=8867-4&date=ge" +
+                        core::format_rfc3339(t0 + std::chrono::minutes(3)));
   CHECK(page2.find("\"value\":63") != std::string::npos);
   CHECK(page2.find("\"value\":64") != std::string::npos);
   CHECK(page2.find("\"value\":62") == std::string::npos);
@@ -194,7 +195,7 @@ TEST_CASE("readings published while the hub is away arrive when it comes back", 
   Hub hub;
   auto prov = hub.enrol("dev-e2e-2", "patient-2");
   auto gw = connect(prov);
-  const auto t0 = core::from_unix_millis(1'795'860'000'000);
+  const auto t0 = testing::minutes_ago(24 * 60);
   REQUIRE(gw->publish(std::vector<core::Reading>{hr(70, t0)}));
   REQUIRE(wait_until([&] { return hub.stored() == 1; }));
 
@@ -230,7 +231,7 @@ TEST_CASE("receipts empty the gateway's outbox, and a refused message gets a rej
   go.outbox_dir = hub.dir.path() / "outbox";
   auto gw = gateway::Gateway::connect(prov, go);
   REQUIRE(gw);
-  const auto t0 = core::from_unix_millis(1'795'860'000'000);
+  const auto t0 = testing::minutes_ago(24 * 60);
   for (int i = 0; i < 3; ++i) REQUIRE((*gw)->publish(std::vector<core::Reading>{hr(70 + i, t0 + std::chrono::minutes(i))}));
   core::Reading unknown = hr(70, t0);
   unknown.code = "1234-5";
@@ -252,7 +253,7 @@ TEST_CASE("a gateway's outbox is emptied only by receipts, not by the broker's a
   REQUIRE(gw);
   hub.subscriber->stop();  // the hub is away: the broker acknowledges and queues
   hub.subscriber.reset();
-  const auto t0 = core::from_unix_millis(1'795'860'000'000);
+  const auto t0 = testing::minutes_ago(24 * 60);
   for (int i = 0; i < 10; ++i) REQUIRE((*gw)->publish(std::vector<core::Reading>{hr(60 + i, t0 + std::chrono::minutes(i))}));
   std::this_thread::sleep_for(300ms);
   CHECK((*gw)->pending() == 10);
@@ -275,7 +276,7 @@ TEST_CASE("broker killed with messages only in its memory: the gateway resends, 
   REQUIRE(gw);
   hub.subscriber->stop();
   hub.subscriber.reset();
-  const auto t0 = core::from_unix_millis(1'795'860'000'000);
+  const auto t0 = testing::minutes_ago(24 * 60);
   constexpr int kMessages = 50;
   for (int i = 0; i < kMessages; ++i)
     REQUIRE((*gw)->publish(std::vector<core::Reading>{hr(60 + i % 40, t0 + std::chrono::minutes(i))}));

@@ -132,6 +132,69 @@ TEST_CASE("the same sequence with other content is quarantined as a replay", "[i
   CHECK(f.stored() == 1);
 }
 
+TEST_CASE("a sequence far below the device's highest is a replay, also after a restart; inside the window "
+          "out-of-order is fine", "[ingest]") {
+  Fixture f;
+  ingest::PipelineOptions o;
+  o.sequence_window = 50;
+  f.pipeline = std::make_unique<ingest::Pipeline>(*f.store, f.clock, f.kek, o);
+  REQUIRE(f.send(f.sealed(100, {hr(70)})).kind == Kind::kStored);
+  CHECK(f.send(f.sealed(60, {hr(71)})).kind == Kind::kStored);  // late, inside the window
+  auto old = f.send(f.sealed(49, {hr(72)}));
+  CHECK(old.kind == Kind::kQuarantined);
+  CHECK(old.reason == "replay");
+  CHECK(old.acknowledge());
+  CHECK(old.authenticated);  // the device gets a "rejected" receipt
+  CHECK(f.send(f.sealed(100, {hr(70)})).kind == Kind::kDuplicate);
+
+  // A new store and pipeline over the same file: the window is still there.
+  f.pipeline.reset();
+  f.store.reset();
+  auto reopened = storage::open_sqlite_store({f.dir.path() / "telehub.db"}, core::system_clock());
+  REQUIRE(reopened);
+  f.store = std::move(*reopened);
+  f.pipeline = std::make_unique<ingest::Pipeline>(*f.store, f.clock, f.kek, o);
+  auto after = f.send(f.sealed(10, {hr(73)}));
+  CHECK(after.kind == Kind::kQuarantined);
+  CHECK(after.reason == "replay");
+  CHECK(f.stored() == 2);
+  auto q = f.store->quarantine().list(10);
+  REQUIRE(q);
+  REQUIRE(q->size() == 2);
+  CHECK(q->front().detail.find("more than 50 below the highest sequence") != std::string::npos);
+}
+
+TEST_CASE("reading times far before receipt are a replay, times ahead of the clock are refused", "[ingest]") {
+  Fixture f;
+  const std::int64_t now = 1'795'860'000'000;  // the fixture clock
+  const std::int64_t day = 86'400'000;
+  CHECK(f.send(f.sealed(1, {hr(70, now - 89 * day)})).kind == Kind::kStored);  // a gateway offline for weeks
+  auto stale = f.send(f.sealed(2, {hr(70, now - 91 * day)}));
+  CHECK(stale.kind == Kind::kQuarantined);
+  CHECK(stale.reason == "replay");
+  CHECK(f.send(f.sealed(3, {hr(70, now + 9 * 60'000)})).kind == Kind::kStored);  // clock skew tolerated
+  auto ahead = f.send(f.sealed(4, {hr(70), hr(71, now + 11 * 60'000)}));
+  CHECK(ahead.kind == Kind::kQuarantined);
+  CHECK(ahead.reason == "bad_reading");
+  CHECK(f.stored() == 2);  // nothing of the refused messages, not even their good readings
+  auto q = f.store->quarantine().list(10);
+  REQUIRE(q);
+  REQUIRE(q->size() == 2);
+  bool saw_ahead = false, saw_stale = false;
+  for (const auto& e : *q) {
+    saw_ahead = saw_ahead || e.detail.find("readings[1].time") != std::string::npos;
+    saw_stale = saw_stale || e.detail.find("2160 h before") != std::string::npos;
+  }
+  CHECK(saw_ahead);
+  CHECK(saw_stale);
+
+  // The windows are options; 0 turns the age check off.
+  ingest::PipelineOptions o;
+  o.max_reading_age = core::Millis(0);
+  f.pipeline = std::make_unique<ingest::Pipeline>(*f.store, f.clock, f.kek, o);
+  CHECK(f.send(f.sealed(5, {hr(70, now - 400 * day)})).kind == Kind::kStored);
+}
+
 TEST_CASE("every kind of bad message lands in quarantine with its own reason", "[ingest]") {
   Fixture f;
   REQUIRE(f.send(f.sealed(1, {hr(70)})).kind == Kind::kStored);

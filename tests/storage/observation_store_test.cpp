@@ -76,6 +76,34 @@ TEST_CASE("append is idempotent by (device, sequence)", "[storage]") {
   CHECK(*f.store->observations().count() == 3);
 }
 
+TEST_CASE("a new sequence far below the device's highest is refused; the window survives a reopen", "[storage]") {
+  Fixture f;
+  auto s = f.subject("p1");
+  auto windowed = [&](std::uint64_t seq, std::string hash = "") {
+    auto b = batch(s, "dev-1", seq, {reading("8867-4", 70, "/min", 1000)}, std::move(hash));
+    b.sequence_window = 100;
+    return f.store->observations().append(std::move(b));
+  };
+  REQUIRE(windowed(1000) == AppendOutcome::kStored);
+  CHECK(windowed(900) == AppendOutcome::kStored);         // 100 below: inside
+  CHECK(windowed(899) == AppendOutcome::kOutsideWindow);  // 101 below: outside
+  CHECK(windowed(1) == AppendOutcome::kOutsideWindow);
+  CHECK(windowed(5000) == AppendOutcome::kStored);        // far ahead is fine
+  // Already stored: duplicate or conflict, never "outside", however old.
+  CHECK(windowed(900) == AppendOutcome::kDuplicate);
+  CHECK(windowed(900, "other") == AppendOutcome::kConflict);
+  // Another device has its own window; no window means no check.
+  auto other = batch(s, "dev-2", 1, {reading("8867-4", 70, "/min", 1000)});
+  other.sequence_window = 100;
+  CHECK(f.store->observations().append(other) == AppendOutcome::kStored);
+  CHECK(f.store->observations().append(batch(s, "dev-1", 2, {reading("8867-4", 70, "/min", 1000)})) ==
+        AppendOutcome::kStored);
+  f.reopen();
+  CHECK(windowed(4899) == AppendOutcome::kOutsideWindow);
+  CHECK(windowed(4950) == AppendOutcome::kStored);
+  CHECK(*f.store->observations().count() == 6);
+}
+
 TEST_CASE("empty or malformed batches are refused without writing", "[storage]") {
   Fixture f;
   auto s = f.subject("p1");

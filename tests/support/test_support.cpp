@@ -53,4 +53,8 @@ CommandResult fhir_validate(const std::vector<std::string>& json_documents) {
   return run_command("'" + tool.string() + "'" + args);
 }
 
+core::TimePoint minutes_ago(int back) {
+  return std::chrono::floor<std::chrono::minutes>(core::system_clock().now()) - std::chrono::minutes(back);
+}
+
 }  // namespace telehub::testing

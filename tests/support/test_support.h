@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "telehub/core/time.h"
+
 namespace telehub::testing {
 
 // A fresh directory under $TMPDIR, removed (recursively) on destruction.
@@ -36,5 +38,10 @@ CommandResult run_command(const std::string& command);
 // Writes `json` to files in a temp dir and runs ../shared/tools/fhir-validate/fhir-validate on
 // them. Returns the validator's exit code (0 = all valid) and its output.
 CommandResult fhir_validate(const std::vector<std::string>& json_documents);
+
+// The current minute (system clock, floored) minus `back`: reading times for tests that go
+// through the hub's pipeline with the real clock, whose time windows (ingest::PipelineOptions)
+// refuse readings far in the past or in the future. Fixed dates would expire.
+core::TimePoint minutes_ago(int back);
 
 }  // namespace telehub::testing

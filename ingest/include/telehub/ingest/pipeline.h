@@ -20,7 +20,9 @@
 //                 the message must be offered again.
 // Quarantine reasons: too_large, bad_topic, not_envelope, unsupported_version, bad_header,
 // device_mismatch, unknown_device, device_revoked, device_inactive, unknown_key, expired_key,
-// bad_seal, bad_payload, unknown_code, bad_unit, bad_reading, replay.
+// bad_seal, bad_payload, unknown_code, bad_unit, bad_reading, replay (same sequence with other
+// content, a sequence far below the device's highest, or a reading time far in the past: see
+// PipelineOptions).
 //
 // Thread-safety: process() may be called from several threads at once; counters are atomic.
 // Error policy: process() never throws and never fails; every outcome is a Disposition.
@@ -71,6 +73,20 @@ std::string_view kind_name(Disposition::Kind kind);
 struct PipelineOptions {
   // Largest accepted message. Default: 256 KiB (docs/protocol.md).
   std::size_t max_message_bytes = 256 * 1024;
+  // Replay window, sequences: a message not yet stored whose sequence is more than this below
+  // the highest sequence stored for its device is quarantined as `replay`. The highest stored
+  // sequence is read from the store, so the window survives restarts. Gateways number messages
+  // one by one and resend from their outbox, so honest out-of-order arrival stays far inside.
+  // 0 turns the check off. Default: 100,000.
+  std::uint64_t sequence_window = 100'000;
+  // Replay window, time: a reading whose time is more than this before the message's receipt
+  // is quarantined as `replay`. 0 turns the check off. Default: 90 days (a gateway offline
+  // longer than that has to be looked at; quarantine replay re-checks against the original
+  // receipt time).
+  core::Millis max_reading_age = std::chrono::hours(24 * 90);
+  // Clock tolerance: a reading whose time is more than this after the message's receipt is
+  // quarantined as `bad_reading` (a gateway clock running ahead). Default: 10 minutes.
+  core::Millis max_clock_skew = std::chrono::minutes(10);
 };
 
 struct PipelineCounters {

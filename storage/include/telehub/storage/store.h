@@ -42,12 +42,17 @@ struct MessageBatch {
   std::string content_hash;          // hex SHA-256 of the sealed envelope bytes
   core::TimePoint received_at{};
   std::vector<privacy::PseudonymousReading> readings;  // REQUIRES: non-empty, all same subject
+  // Replay window: a (device, sequence) not yet stored whose sequence is more than this below
+  // the device's highest stored sequence is refused (kOutsideWindow). 0: no window.
+  std::uint64_t sequence_window = 0;
 };
 
 enum class AppendOutcome {
   kStored,     // new (device, sequence): the readings are now committed
   kDuplicate,  // (device, sequence) was already stored with the same content hash: nothing written
   kConflict,   // (device, sequence) already stored with a different content hash: nothing written
+  kOutsideWindow,  // new (device, sequence), but far below the device's highest stored sequence
+                   // (MessageBatch::sequence_window): nothing written
 };
 
 struct StoredObservation {
@@ -82,7 +87,8 @@ class ObservationStore {
   virtual ~ObservationStore() = default;
 
   // Appends all readings of one message in one transaction, idempotently by
-  // (device_id, sequence). Returns after the commit. Fails with invalid_argument/bad_batch on
+  // (device_id, sequence); the duplicate check comes before the window check, so a message
+  // already stored is always kDuplicate or kConflict. Returns after the commit. Fails with invalid_argument/bad_batch on
   // an empty batch, unavailable/db_busy or internal/db_error when the commit failed (then
   // nothing of the batch is stored), unavailable/closed when the store is shutting down.
   [[nodiscard]] virtual Result<AppendOutcome> append(MessageBatch batch) = 0;
