@@ -24,13 +24,9 @@ if ! command -v "$cxx" >/dev/null; then
   exit 2
 fi
 
-# TELEHUB_FUZZ_TOLERATE_*: known, reported bugs (tests/fuzz/found/), tolerated so a run can find
-# other problems. Drop each once envelope/src/payload.cpp decodes "0e243" as 0 and refuses
-# "1281e308" (NUMBER), and refuses or round-trips "\udc00" (LONE_SURROGATE).
 flags=(-std=c++20 -g -O1 -fno-omit-frame-pointer
        -fsanitize=address,undefined -fno-sanitize-recover=undefined
        -fsanitize-ignorelist="$root/tests/fuzz/ubsan-ignorelist.txt"
-       -DTELEHUB_FUZZ_TOLERATE_NUMBER_BUG -DTELEHUB_FUZZ_TOLERATE_LONE_SURROGATE_BUG
        -Wall -Wextra -Wpedantic
        -I"$root/core/include" -I"$root/envelope/include" -I/usr/include)
 

@@ -35,7 +35,10 @@ inline constexpr std::size_t kMaxReadingsPerPayload = 1000;
 
 // Decodes payload v1 JSON into readings with subject, device and sequence left empty.
 // decode_payload(*encode_payload(x)) == x. Unknown members are ignored; JSON nested deeper than
-// 16 arrays/objects is refused before it is parsed.
+// 16 arrays/objects is refused before it is parsed. Numbers are correctly rounded to double;
+// a number longer than 1100 characters, beyond the double range, or non-zero but rounding to
+// zero is refused, as is a string or member name that is not valid UTF-8 once its escapes are
+// decoded (an unpaired surrogate escape such as "\udc00"); these use the path "payload".
 [[nodiscard]] Result<std::vector<core::Reading>> decode_payload(std::span<const std::uint8_t> json);
 
 }  // namespace telehub::envelope
