@@ -3,8 +3,12 @@
 
 #include <mqtt/async_client.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstdlib>
+#include <deque>
+#include <mutex>
 #include <thread>
 
 #include "telehub/core/log.h"
@@ -18,6 +22,15 @@ constexpr const char* kTls12Ciphers =
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256";
+
+// Receipts waiting for a free slot in the window; beyond this many, new ones are dropped (and
+// logged): their gateways send the messages again after their receipt timeout. About 200 bytes
+// each.
+constexpr std::size_t kMaxQueuedReceipts = 100000;
+// Most receipts handed to Paho and not yet acknowledged by the broker; at most half the
+// broker's Receive Maximum (MQTT 5 CONNACK; Mosquitto sends its max_inflight_messages, 20 by
+// default), so Paho never has to hold one back for flow control.
+constexpr int kMaxReceiptWindow = 32;
 
 class PahoSubscriber final : public MqttSubscriber {
  public:
@@ -47,6 +60,14 @@ class PahoSubscriber final : public MqttSubscriber {
         } catch (const std::exception& e) {
           core::log_error("ingest", std::string("resubscribe failed: ") + e.what());
         }
+        // Receipts in flight on the old connection are Paho's to retry or fail now; whatever
+        // they report later no longer counts against the window.
+        {
+          std::lock_guard lock(receipts_mutex_);
+          ++receipts_generation_;
+          receipts_in_flight_ = 0;
+        }
+        pump_receipts();
       });
       // Paho C++ 1.2.0 loses the CONNECT properties when connect_options is copied (the
       // builder copies; fixed upstream in 1.3.0), which silently drops the session expiry.
@@ -69,8 +90,10 @@ class PahoSubscriber final : public MqttSubscriber {
         ssl.set_enabled_cipher_suites(kTls12Ciphers);
         connect_options_.set_ssl(std::move(ssl));
       }
-      if (!client_.connect(connect_options_)->wait_for(options_.connect_timeout))
+      auto connecting = client_.connect(connect_options_);
+      if (!connecting->wait_for(options_.connect_timeout))
         return core::fail(core::Code::kUnavailable, "mqtt_connect", "broker did not answer in time");
+      set_receipt_window(*connecting);
       auto sub = client_.subscribe(filter_, 1);
       if (!sub->wait_for(options_.connect_timeout))
         return core::fail(core::Code::kUnavailable, "mqtt_connect", "subscription not confirmed in time");
@@ -139,9 +162,49 @@ class PahoSubscriber final : public MqttSubscriber {
     }
   }
 
-  // Publishes the receipt at QoS 1 without waiting: the readings are already committed with
-  // synchronous=FULL, so the receipt may promise durability. A receipt lost on the way is made
-  // good by the gateway resending (same bytes: a duplicate, which gets a receipt again).
+  // Receipts leave through a window. Paho C runs the message callback holding its client lock,
+  // which its send thread needs, so a receipt published from the callback waits in Paho's
+  // queue. That queue takes at most 100 publishes (more are refused), and a publish beyond the
+  // broker's Receive Maximum waits for the send thread's one-second timer rather than for the
+  // broker's PUBACK. A backlog delivered message after message (after a stall, or when the hub
+  // comes back) would overflow it and then drain at one window per second. So the callback
+  // queues the receipt here, and Paho gets the next one when the window has room: from the
+  // callback, or when the broker acknowledges an earlier receipt (on Paho's receive thread,
+  // where publishing does not wait for Paho's lock, and the publish wakes the send thread).
+  // The receipt still follows the commit; it may reach the broker after the message's PUBACK.
+  class ReceiptListener final : public mqtt::iaction_listener {
+   public:
+    explicit ReceiptListener(PahoSubscriber& s) : s_(s) {}
+    void on_success(const mqtt::token& t) override { s_.receipt_settled(t, true); }
+    void on_failure(const mqtt::token& t) override { s_.receipt_settled(t, false); }
+
+   private:
+    PahoSubscriber& s_;
+  };
+
+  struct PendingReceipt {
+    std::string topic;
+    std::string text;
+  };
+
+  // Half the broker's Receive Maximum (65535 when the CONNACK has none), 1..kMaxReceiptWindow.
+  void set_receipt_window(const mqtt::token& connected) noexcept {
+    int receive_maximum = 65535;
+    try {
+      const auto& props = connected.get_connect_response().get_properties();
+      if (props.contains(mqtt::property::RECEIVE_MAXIMUM))
+        receive_maximum = mqtt::get<uint16_t>(props, mqtt::property::RECEIVE_MAXIMUM);
+    } catch (const std::exception&) {
+      // No CONNACK properties: keep the MQTT 5 default.
+    }
+    std::lock_guard lock(receipts_mutex_);
+    receipt_window_ = std::clamp(receive_maximum / 2, 1, kMaxReceiptWindow);
+  }
+
+  // Queues the receipt for a message whose outcome is durable: the readings are committed with
+  // synchronous=FULL, so the receipt may promise durability. A receipt lost on the way (queue
+  // full, connection lost) is made good by the gateway resending (same bytes: a duplicate,
+  // which gets a receipt again).
   void send_receipt(const Disposition& d) noexcept {
     using envelope::Receipt;
     Receipt r;
@@ -157,20 +220,80 @@ class PahoSubscriber final : public MqttSubscriber {
       return;
     }
     try {
-      client_.publish(envelope::receipts_topic_for(r.device_id), text->data(), text->size(), 1, false);
+      std::lock_guard lock(receipts_mutex_);
+      if (receipts_.size() >= kMaxQueuedReceipts) {
+        core::log_warn("ingest", "receipt not sent (the gateway will resend): " + std::to_string(kMaxQueuedReceipts) +
+                                     " receipts already waiting");
+        return;
+      }
+      receipts_.push_back({envelope::receipts_topic_for(r.device_id), std::move(*text)});
     } catch (const std::exception& e) {
       core::log_warn("ingest", std::string("receipt not sent (the gateway will resend): ") + e.what());
+      return;
     }
+    pump_receipts();
+  }
+
+  // Hands queued receipts to Paho while the window has room. Runs on Paho's receive thread
+  // only (message callback, connected handler, acknowledgement of a receipt), and calls Paho
+  // without holding receipts_mutex_.
+  void pump_receipts() noexcept {
+    for (;;) {
+      PendingReceipt next;
+      std::uint64_t generation = 0;
+      {
+        std::lock_guard lock(receipts_mutex_);
+        if (receipts_.empty() || receipts_in_flight_ >= receipt_window_) return;
+        next = std::move(receipts_.front());
+        receipts_.pop_front();
+        ++receipts_in_flight_;
+        generation = receipts_generation_;
+      }
+      try {
+        client_.publish(next.topic, next.text.data(), next.text.size(), 1, false,
+                        reinterpret_cast<void*>(static_cast<std::uintptr_t>(generation)), receipt_listener_);
+      } catch (const std::exception& e) {
+        {
+          std::lock_guard lock(receipts_mutex_);
+          if (generation == receipts_generation_ && receipts_in_flight_ > 0) --receipts_in_flight_;
+        }
+        core::log_warn("ingest", std::string("receipt not sent (the gateway will resend): ") + e.what());
+        return;  // try again with the next message or acknowledgement
+      }
+    }
+  }
+
+  // The broker acknowledged a receipt (or Paho gave up on it): its slot is free. Only an
+  // acknowledgement, which arrives on Paho's receive thread, sends the next one; a failure may
+  // be reported from another thread, so it only frees the slot.
+  void receipt_settled(const mqtt::token& t, bool acknowledged) noexcept {
+    {
+      std::lock_guard lock(receipts_mutex_);
+      const auto generation = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(t.get_user_context()));
+      if (generation == receipts_generation_ && receipts_in_flight_ > 0) --receipts_in_flight_;
+    }
+    if (acknowledged)
+      pump_receipts();
+    else if (!stopping_)
+      core::log_warn("ingest", "receipt not confirmed by the broker (the gateway will resend)");
   }
 
   SubscriberOptions options_;
   Pipeline& pipeline_;
-  mutable mqtt::async_client client_;
-  mqtt::connect_options connect_options_;
-  std::string filter_;
+  // Before client_: Paho reports outstanding receipts as failed while client_ is destroyed,
+  // and the callbacks read these.
+  ReceiptListener receipt_listener_{*this};
+  std::mutex receipts_mutex_;
+  std::deque<PendingReceipt> receipts_;    // guarded by receipts_mutex_
+  int receipts_in_flight_ = 0;             // guarded by receipts_mutex_
+  int receipt_window_ = 1;                 // guarded by receipts_mutex_; set at connect
+  std::uint64_t receipts_generation_ = 0;  // guarded by receipts_mutex_; +1 per connection
   std::atomic<bool> stopping_{false};
   std::atomic<bool> stalled_{false};
   std::atomic<bool> connected_{false};
+  mutable mqtt::async_client client_;
+  mqtt::connect_options connect_options_;
+  std::string filter_;
 };
 
 }  // namespace

@@ -3,6 +3,7 @@
 
 #include <map>
 
+#include "fault_vfs.h"
 #include "telehub/envelope/envelope.h"
 #include "telehub/envelope/payload.h"
 #include "telehub/ingest/pipeline.h"
@@ -35,7 +36,10 @@ struct Fixture {
   storage::DeviceRecord device;
   core::Bytes key = core::Bytes(32, 0x42);  // the device key in clear, as the gateway has it
 
-  Fixture() {
+  Fixture() : Fixture(false) {}
+  // With through_fault_vfs, the store's files are subject to testing::FaultVfs faults.
+  explicit Fixture(bool through_fault_vfs) {
+    if (through_fault_vfs) testing::FaultVfs::install().watch(dir.path());
     auto s = storage::open_sqlite_store({dir.path() / "telehub.db"}, core::system_clock());
     REQUIRE(s);
     store = std::move(*s);
@@ -296,6 +300,32 @@ TEST_CASE("a storage failure is not acknowledged", "[ingest]") {
   CHECK(d.kind == Kind::kRetry);
   CHECK_FALSE(d.acknowledge());
   CHECK(f.pipeline->counters().retries == 1);
+}
+
+TEST_CASE("a full disk is not acknowledged, and the same messages settle once there is room again",
+          "[ingest][fault]") {
+  Fixture f(true);
+  auto& vfs = testing::FaultVfs::install();
+  const auto good = f.sealed(1, {hr(70), hr(71)});
+  const auto bad = f.sealed_json(2, "{\"v\":1,");  // authentic, so it would be quarantined (bad_payload)
+  {
+    testing::ScopedFault full(vfs, testing::FaultVfs::Fault::kDiskFull);
+    for (const auto* msg : {&good, &bad}) {
+      auto d = f.send(*msg);
+      CHECK(d.kind == Kind::kRetry);
+      CHECK_FALSE(d.acknowledge());  // no PUBACK, and so no receipt either
+      CHECK(d.reason == "db_error");
+    }
+    CHECK(f.stored() == 0);
+    CHECK(*f.store->quarantine().count() == 0);
+    CHECK(f.pipeline->counters().retries == 2);
+  }
+  // Redelivered after the fault cleared: stored and quarantined once, then recognised.
+  CHECK(f.send(good).kind == Kind::kStored);
+  CHECK(f.send(bad).kind == Kind::kQuarantined);
+  CHECK(f.send(good).kind == Kind::kDuplicate);
+  CHECK(f.stored() == 2);
+  CHECK(*f.store->quarantine().count("bad_payload") == 1);
 }
 
 TEST_CASE("device ids are read from the readings topic only", "[ingest]") {

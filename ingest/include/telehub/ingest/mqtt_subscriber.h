@@ -55,7 +55,10 @@ struct SubscriberOptions {
   // Default: 7 days.
   std::chrono::seconds session_expiry{7 * 24 * 3600};
   // Publish a receipt (envelope/receipt.h) to telehub/v1/devices/<id>/receipts for every
-  // message opened with the device's key, once its outcome is durable. Default: true.
+  // message opened with the device's key, once its outcome is durable. Receipts go out at QoS 1
+  // with at most half the broker's Receive Maximum (at most 32) unacknowledged; the rest wait
+  // in memory (up to 100,000; beyond that they are dropped and logged, and the gateway resends
+  // the message). Default: true.
   bool send_receipts = true;
   // How long start() waits for the first connection and subscription. Default: 10 s.
   std::chrono::milliseconds connect_timeout{10000};
