@@ -138,7 +138,7 @@ TEST_CASE("the same sequence with other content is quarantined as a replay", "[i
   CHECK(f.stored() == 1);
 }
 
-TEST_CASE("a sequence far below the device's highest is a replay, also after a restart; inside the window "
+TEST_CASE("a sequence far below the device's highest is a replay, also after a restart, and inside the window "
           "out-of-order is fine", "[ingest]") {
   Fixture f;
   ingest::PipelineOptions o;

@@ -76,7 +76,7 @@ TEST_CASE("append is idempotent by (device, sequence)", "[storage]") {
   CHECK(*f.store->observations().count() == 3);
 }
 
-TEST_CASE("a new sequence far below the device's highest is refused; the window survives a reopen", "[storage]") {
+TEST_CASE("a new sequence far below the device's highest is refused and the window survives a reopen", "[storage]") {
   Fixture f;
   auto s = f.subject("p1");
   auto windowed = [&](std::uint64_t seq, std::string hash = "") {
