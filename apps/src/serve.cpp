@@ -228,13 +228,15 @@ int cmd_serve(int argc, char** argv) {
     std::string added;
     for (const auto& id : *inactive)
       if (std::find(denied.begin(), denied.end(), id) == denied.end()) added += " " + id;
-    core::log_info("serve", "broker: refusing revoked device(s)" + added + "; restarting the embedded broker");
+    core::log_info("serve", "broker: restarting the embedded broker to refuse revoked device(s)" + added);
     if (auto s = embedded->deny_identities(*inactive); !s) {
       // The broker is down: ingest stalls (nothing is acknowledged), gateways keep their data.
       core::log_error("serve", "embedded broker restart failed: " + s.error().to_string() + "; stopping");
       broker_failed = true;
       break;
     }
+    core::log_info("serve", "broker: refusing revoked device(s)" + added + "; the broker is back (pid " +
+                                std::to_string(embedded->pid()) + ")");
     denied = std::move(*inactive);
   }
   core::log_info("serve", broker_failed ? std::string("stopping: the embedded broker is down")

@@ -209,7 +209,8 @@ TEST_CASE("a device revoked while the hub runs is refused by the broker, others 
   auto revoke = testing::run_command(bin("telehub") + " device revoke --device " + a.device + " --data " + data.string());
   INFO(revoke.output);
   REQUIRE(revoke.exit_code == 0);
-  // serve notices within about a second and restarts its broker with the device refused.
+  // serve notices within about a second and restarts its broker with the device refused; it
+  // logs this line once the broker is back.
   std::string out;
   for (int i = 0; i < 100 && out.find("refusing revoked device(s) " + a.device) == std::string::npos; ++i) {
     std::this_thread::sleep_for(100ms);
