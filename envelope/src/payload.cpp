@@ -218,6 +218,10 @@ Result<core::Reading> decode_reading(const Value& v, const std::string& path) {
   if (!time_text) return tl::unexpected(time_text.error());
   auto time = core::parse_rfc3339(*time_text);
   if (!time) return bad(path + ".time", "must be an RFC 3339 date-time with offset");
+  // An offset can move a time at the edge of the range outside it in UTC ("0000-01-01T00:00:00+01:00"
+  // is in the year -1), where it could not be written back; refuse it like the encoder does.
+  if (auto back = core::parse_rfc3339(core::format_rfc3339(*time)); !back || *back != *time)
+    return bad(path + ".time", "outside the years 0000..9999 in UTC");
   r.time = *time;
 
   if (const Value* components = find(v, "components")) {

@@ -434,3 +434,19 @@ TEST_CASE("payload strings: unpaired surrogate escapes are refused, pairs decode
   REQUIRE_FALSE(raw);
   CHECK(raw.error().message.rfind("payload: not valid JSON (", 0) == 0);
 }
+
+TEST_CASE("payload times: an offset that moves the instant outside 0000..9999 in UTC is refused",
+          "[envelope]") {
+  // Found by fuzzing: accepted by the decoder, then refused by the encoder on the way back.
+  auto early = decode(
+      R"({"v":1,"readings":[{"code":"8867-4","value":1,"unit":"/min","time":"0000-01-01T00:00:00+23:59"}]})");
+  REQUIRE_FALSE(early);
+  CHECK(early.error().message.find("outside the years 0000..9999") != std::string::npos);
+  auto late = decode(
+      R"({"v":1,"readings":[{"code":"8867-4","value":1,"unit":"/min","time":"9999-12-31T23:59:00-01:00"}]})");
+  REQUIRE_FALSE(late);
+  // Inside the range, offsets are fine.
+  auto ok = decode(
+      R"({"v":1,"readings":[{"code":"8867-4","value":1,"unit":"/min","time":"0000-01-01T00:00:00-01:00"}]})");
+  REQUIRE(ok);
+}
