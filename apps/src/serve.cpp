@@ -119,7 +119,12 @@ int cmd_serve(int argc, char** argv) {
     if (auto p = privacy::Pseudonymiser::open_wrapped_key_file(dir->pseudonym_key(), *kek); !p)
       return fail_with(p.error());
 
-  auto store = storage::open_sqlite_store({dir->db()}, core::system_clock());
+  // Acknowledge after the commit (synchronous=NORMAL: survives a crash of the hub), receipts
+  // after the WAL is synced (survives power loss): docs/ingest.md.
+  storage::StoreOptions store_options;
+  store_options.path = dir->db();
+  store_options.sync_each_commit = false;
+  auto store = storage::open_sqlite_store(store_options, core::system_clock());
   if (!store) return fail_with(store.error());
 
   std::unique_ptr<broker::EmbeddedBroker> embedded;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
 #include <deque>
@@ -45,6 +46,7 @@ class PahoSubscriber final : public MqttSubscriber {
   ~PahoSubscriber() override { stop(); }
 
   Status start() {
+    syncer_ = std::thread([this] { syncer_loop(); });
     try {
       client_.set_message_callback([this](mqtt::const_message_ptr msg) { on_message(msg); });
       client_.set_connection_lost_handler([this](const std::string&) {
@@ -115,6 +117,13 @@ class PahoSubscriber final : public MqttSubscriber {
 
   void stop() override {
     if (stopping_.exchange(true)) return;
+    // Last receipts first (one more sync), while the connection is still up.
+    {
+      std::lock_guard lock(receipts_mutex_);
+      syncer_stop_ = true;
+    }
+    sync_cv_.notify_one();
+    if (syncer_.joinable()) syncer_.join();
     connected_ = false;
     try {
       if (client_.is_connected()) client_.disconnect()->wait_for(std::chrono::seconds(5));
@@ -201,8 +210,8 @@ class PahoSubscriber final : public MqttSubscriber {
     receipt_window_ = std::clamp(receive_maximum / 2, 1, kMaxReceiptWindow);
   }
 
-  // Queues the receipt for a message whose outcome is durable: the readings are committed with
-  // synchronous=FULL, so the receipt may promise durability. A receipt lost on the way (queue
+  // Queues the receipt for a message whose outcome is committed; the syncer thread sends it
+  // once the commit is durable, so the receipt may promise durability. A receipt lost on the way (queue
   // full, connection lost) is made good by the gateway resending (same bytes: a duplicate,
   // which gets a receipt again).
   void send_receipt(const Disposition& d) noexcept {
@@ -221,21 +230,55 @@ class PahoSubscriber final : public MqttSubscriber {
     }
     try {
       std::lock_guard lock(receipts_mutex_);
-      if (receipts_.size() >= kMaxQueuedReceipts) {
+      if (receipts_.size() + unsynced_.size() >= kMaxQueuedReceipts) {
         core::log_warn("ingest", "receipt not sent (the gateway will resend): " + std::to_string(kMaxQueuedReceipts) +
                                      " receipts already waiting");
         return;
       }
-      receipts_.push_back({envelope::receipts_topic_for(r.device_id), std::move(*text)});
+      unsynced_.push_back({envelope::receipts_topic_for(r.device_id), std::move(*text)});
     } catch (const std::exception& e) {
       core::log_warn("ingest", std::string("receipt not sent (the gateway will resend): ") + e.what());
       return;
     }
-    pump_receipts();
+    sync_cv_.notify_one();
   }
 
-  // Hands queued receipts to Paho while the window has room. Runs on Paho's receive thread
-  // only (message callback, connected handler, acknowledgement of a receipt), and calls Paho
+  // The syncer thread: receipts wait in unsynced_ until the store has made their commits
+  // durable (Pipeline::sync(), an fdatasync of the WAL: a no-op when the store fsyncs every
+  // commit); then they join the send queue. One sync covers every receipt queued before it,
+  // so the cost of an fsync is shared by all messages committed meanwhile.
+  void syncer_loop() noexcept {
+    auto backoff = std::chrono::milliseconds(100);
+    for (;;) {
+      std::deque<PendingReceipt> batch;
+      {
+        std::unique_lock lock(receipts_mutex_);
+        sync_cv_.wait(lock, [this] { return syncer_stop_ || !unsynced_.empty(); });
+        if (unsynced_.empty()) return;  // stopping, nothing left
+        batch.swap(unsynced_);
+      }
+      if (auto s = pipeline_.sync(); !s) {
+        core::log_error("ingest", "cannot sync the store, receipts held back: " + s.error().to_string());
+        {
+          std::lock_guard lock(receipts_mutex_);
+          for (auto it = batch.rbegin(); it != batch.rend(); ++it) unsynced_.push_front(std::move(*it));
+          if (syncer_stop_) return;  // gateways resend what got no receipt
+        }
+        std::this_thread::sleep_for(backoff);
+        backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+        continue;
+      }
+      backoff = std::chrono::milliseconds(100);
+      {
+        std::lock_guard lock(receipts_mutex_);
+        for (auto& r : batch) receipts_.push_back(std::move(r));
+      }
+      pump_receipts();
+    }
+  }
+
+  // Hands queued receipts to Paho while the window has room. Runs on the syncer thread and on
+  // Paho's receive thread (connected handler, acknowledgement of a receipt), and calls Paho
   // without holding receipts_mutex_.
   void pump_receipts() noexcept {
     for (;;) {
@@ -284,7 +327,11 @@ class PahoSubscriber final : public MqttSubscriber {
   // and the callbacks read these.
   ReceiptListener receipt_listener_{*this};
   std::mutex receipts_mutex_;
-  std::deque<PendingReceipt> receipts_;    // guarded by receipts_mutex_
+  std::deque<PendingReceipt> receipts_;    // guarded by receipts_mutex_; durable, to send
+  std::deque<PendingReceipt> unsynced_;    // guarded by receipts_mutex_; committed, not yet synced
+  std::condition_variable sync_cv_;        // with receipts_mutex_
+  bool syncer_stop_ = false;               // guarded by receipts_mutex_
+  std::thread syncer_;
   int receipts_in_flight_ = 0;             // guarded by receipts_mutex_
   int receipt_window_ = 1;                 // guarded by receipts_mutex_; set at connect
   std::uint64_t receipts_generation_ = 0;  // guarded by receipts_mutex_; +1 per connection

@@ -573,6 +573,7 @@ class FailingStore final : public storage::Store {
   storage::ObservationStore& observations() override { return observations_; }
   storage::Registry& registry() override { return registry_; }
   storage::Quarantine& quarantine() override { return real_.quarantine(); }
+  Status sync() override { return real_.sync(); }
   void close() override { real_.close(); }
 
  private:

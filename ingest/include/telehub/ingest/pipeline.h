@@ -109,6 +109,8 @@ class Pipeline {
   Disposition process(const InboundMessage& message);
 
   PipelineCounters counters() const;
+  // The store's sync(): makes every outcome returned so far durable against power loss.
+  [[nodiscard]] Status sync() { return store_.sync(); }
 
   // The device id in "telehub/v1/devices/<id>/readings", or empty when the topic has another shape.
   static std::string device_from_topic(std::string_view topic);

@@ -6,8 +6,11 @@
 //
 // Writes go through one writer thread that commits in batches (group commit): append() puts a
 // message on the writer's queue and returns only after the transaction holding it has
-// committed (durable: synchronous=FULL in WAL mode). So a caller that acknowledges after
-// append() returns never acknowledges an uncommitted reading. Reads use their own connections
+// committed. So a caller that acknowledges after append() returns never acknowledges an
+// uncommitted reading. Durability (StoreOptions::sync_each_commit): by default every commit is
+// on disk when it returns (synchronous=FULL); with sync_each_commit off a commit survives a
+// crash of the process at once and a power loss after the next sync() (the hub acknowledges to
+// the broker after the commit and sends receipts after sync(): docs/ingest.md). Reads use their own connections
 // and may run concurrently with writes.
 //
 // Thread-safety: every method of every interface may be called from any thread.
@@ -201,6 +204,10 @@ struct StoreOptions {
   std::filesystem::path path;
   // Most messages committed in one writer transaction. Default: 512.
   std::size_t max_batch_messages = 512;
+  // true: each commit is fsynced before it returns (SQLite synchronous=FULL). false: commits
+  // use synchronous=NORMAL (in the OS page cache; safe against a crash of the process) and
+  // Store::sync() makes them durable against power loss. Default: true.
+  bool sync_each_commit = true;
 };
 
 class Store {
@@ -209,6 +216,11 @@ class Store {
   virtual ObservationStore& observations() = 0;
   virtual Registry& registry() = 0;
   virtual Quarantine& quarantine() = 0;
+  // Makes every commit that returned before this call durable against power loss (fdatasync
+  // of the WAL file; a no-op with sync_each_commit). Safe from any thread, beside the writer.
+  // Fails with unavailable/db_sync (then retry later: nothing committed is lost, only not yet
+  // known to be on disk).
+  [[nodiscard]] virtual Status sync() = 0;
   // Stops the writer after committing everything queued. Further appends fail with
   // unavailable/closed. Idempotent; the destructor calls it.
   virtual void close() = 0;
