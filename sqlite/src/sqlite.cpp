@@ -2,6 +2,8 @@
 
 #include <sqlite3.h>
 
+#include <string>
+#include <unordered_map>
 #include <utility>
 
 namespace telehub::sqlite {
@@ -30,23 +32,58 @@ tl::unexpected<core::Error> failure(sqlite3* db, int rc, std::string_view what) 
 }
 }  // namespace
 
+// ---------------------------------------------------------------- statement cache
+
+// Free prepared statements of one connection, by SQL text. `open` turns false when the
+// connection closes; statements still handed out are then finalized when released.
+struct StatementCache {
+  bool open = true;
+  std::size_t size = 0;
+  std::unordered_multimap<std::string, sqlite3_stmt*> free;
+};
+
+namespace {
+constexpr std::size_t kMaxCachedStatements = 128;
+}  // namespace
+
 // ---------------------------------------------------------------- Statement
 
 Statement::Statement(Statement&& o) noexcept
-    : db_(std::exchange(o.db_, nullptr)), stmt_(std::exchange(o.stmt_, nullptr)), bind_error_(o.bind_error_) {}
+    : db_(std::exchange(o.db_, nullptr)),
+      stmt_(std::exchange(o.stmt_, nullptr)),
+      bind_error_(o.bind_error_),
+      cache_(std::move(o.cache_)) {}
 
 Statement& Statement::operator=(Statement&& o) noexcept {
   if (this != &o) {
-    if (stmt_) sqlite3_finalize(stmt_);
+    release();
     db_ = std::exchange(o.db_, nullptr);
     stmt_ = std::exchange(o.stmt_, nullptr);
     bind_error_ = o.bind_error_;
+    cache_ = std::move(o.cache_);
   }
   return *this;
 }
 
-Statement::~Statement() {
-  if (stmt_) sqlite3_finalize(stmt_);
+Statement::~Statement() { release(); }
+
+void Statement::release() noexcept {
+  if (!stmt_) return;
+  sqlite3_stmt* stmt = std::exchange(stmt_, nullptr);
+  if (cache_ && cache_->open && cache_->size < kMaxCachedStatements) {
+    try {
+      sqlite3_reset(stmt);
+      sqlite3_clear_bindings(stmt);
+      cache_->free.emplace(sqlite3_sql(stmt), stmt);
+      ++cache_->size;
+      cache_.reset();
+      return;
+    } catch (...) {
+      // Out of memory: finalize below.
+    }
+  }
+  cache_.reset();
+  sqlite3_finalize(stmt);
 }
 
 Statement& Statement::bind(int i, std::int64_t v) {
@@ -130,19 +167,36 @@ Result<Database> Database::open(const std::filesystem::path& path, const OpenOpt
   return d;
 }
 
-Database::Database(Database&& o) noexcept : db_(std::exchange(o.db_, nullptr)) {}
+Database::Database(sqlite3* db) : db_(db), cache_(std::make_shared<StatementCache>()) {}
+Database::Database(Database&& o) noexcept : db_(std::exchange(o.db_, nullptr)), cache_(std::move(o.cache_)) {}
 Database& Database::operator=(Database&& o) noexcept {
   if (this != &o) {
-    if (db_) sqlite3_close_v2(db_);
+    close();
     db_ = std::exchange(o.db_, nullptr);
+    cache_ = std::move(o.cache_);
   }
   return *this;
 }
-Database::~Database() {
-  if (db_) sqlite3_close_v2(db_);
+Database::~Database() { close(); }
+
+void Database::close() noexcept {
+  if (cache_) {
+    cache_->open = false;
+    for (auto& [sql, stmt] : cache_->free) sqlite3_finalize(stmt);
+    cache_->free.clear();
+    cache_->size = 0;
+    cache_.reset();
+  }
+  // close_v2: statements still handed out are finalized when their Statement goes.
+  if (db_) sqlite3_close_v2(std::exchange(db_, nullptr));
 }
 
 Status Database::exec(std::string_view sql) {
+  if (sql.find(';') == std::string_view::npos) {
+    auto st = prepare(sql);
+    if (!st) return tl::unexpected(st.error());
+    return st->run();
+  }
   std::string text(sql);
   char* err = nullptr;
   int rc = sqlite3_exec(db_, text.c_str(), nullptr, nullptr, &err);
@@ -160,10 +214,20 @@ Status Database::exec(std::string_view sql) {
 }
 
 Result<Statement> Database::prepare(std::string_view sql) {
+  if (cache_) {
+    // sqlite3_sql() keeps the text as given, so the lookup key is exact.
+    auto it = cache_->free.find(std::string(sql));
+    if (it != cache_->free.end()) {
+      sqlite3_stmt* cached = it->second;
+      cache_->free.erase(it);
+      --cache_->size;
+      return Statement(db_, cached, cache_);
+    }
+  }
   sqlite3_stmt* stmt = nullptr;
   int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
   if (rc != SQLITE_OK) return failure(db_, rc, "prepare");
-  return Statement(db_, stmt);
+  return Statement(db_, stmt, cache_);
 }
 
 std::int64_t Database::last_insert_rowid() const { return sqlite3_last_insert_rowid(db_); }

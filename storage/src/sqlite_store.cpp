@@ -31,7 +31,6 @@
 #include <cstdio>
 #include <deque>
 #include <functional>
-#include <future>
 #include <mutex>
 #include <thread>
 
@@ -138,9 +137,11 @@ bool storable_text(std::string_view s) { return s.find('|') == s.npos && s.find(
 
 // A unit of work for the writer thread. `run` executes inside a savepoint; its result is
 // delivered only after the enclosing transaction committed.
+// One caller's write, waiting in SqliteStore::writers_ until a leader (the caller at the front
+// of the queue) has committed it.
 struct WriteJob {
   std::function<Result<std::int64_t>(sqlite::Database&)> run;
-  std::promise<Result<std::int64_t>> done;
+  std::optional<Result<std::int64_t>> result;  // set when done; guarded by SqliteStore::mutex_
 };
 
 class SqliteStore;
@@ -191,7 +192,6 @@ class SqliteStore final : public Store {
   SqliteStore(StoreOptions options, const core::Clock& clock, sqlite::Database writer)
       : options_(std::move(options)), clock_(clock), writer_db_(std::move(writer)),
         observations_(*this), registry_(*this), quarantine_(*this) {
-    writer_ = std::thread([this] { writer_loop(); });
   }
   ~SqliteStore() override {
     close();
@@ -224,29 +224,44 @@ class SqliteStore final : public Store {
   Registry& registry() override { return registry_; }
   Quarantine& quarantine() override { return quarantine_; }
 
+  // Later appends fail with unavailable/closed; waits until every write already queued has
+  // committed (a leader is committing it).
   void close() override {
-    {
-      std::lock_guard lock(mutex_);
-      if (closing_) return;
-      closing_ = true;
-    }
-    cv_.notify_all();
-    if (writer_.joinable()) writer_.join();
+    std::unique_lock lock(mutex_);
+    closing_ = true;
+    cv_.wait(lock, [this] { return writers_.empty(); });
   }
 
   const core::Clock& clock() const { return clock_; }
 
-  // Queues a write job and waits until its transaction committed (or failed).
+  // Group commit without a writer thread (the scheme of LevelDB's DBImpl::Write): the caller
+  // queues its job; the caller at the front of the queue is the leader and commits, on its own
+  // thread, its job and those queued behind it (up to max_batch_messages) in one transaction,
+  // then hands each caller its result. An uncontended write costs no thread switch; under
+  // contention, callers that arrive during a commit share the next one.
   Result<std::int64_t> write(std::function<Result<std::int64_t>(sqlite::Database&)> fn) {
-    WriteJob job{std::move(fn), {}};
-    auto fut = job.done.get_future();
-    {
-      std::lock_guard lock(mutex_);
-      if (closing_) return core::fail(Code::kUnavailable, "closed", "store is closed");
-      queue_.push_back(std::move(job));
+    WriteJob job{std::move(fn), std::nullopt};
+    std::unique_lock lock(mutex_);
+    if (closing_) return core::fail(Code::kUnavailable, "closed", "store is closed");
+    writers_.push_back(&job);
+    cv_.wait(lock, [&] { return job.result.has_value() || writers_.front() == &job; });
+    if (job.result) return std::move(*job.result);
+
+    // Leader: the queue's front, up to the batch limit, is ours until we pop it.
+    std::vector<WriteJob*> batch;
+    for (auto* w : writers_) {
+      if (batch.size() >= options_.max_batch_messages) break;
+      batch.push_back(w);
     }
-    cv_.notify_one();
-    return fut.get();
+    lock.unlock();
+    std::vector<Result<std::int64_t>> results = commit_batch(batch);
+    lock.lock();
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      writers_.pop_front();
+      batch[i]->result = std::move(results[i]);
+    }
+    cv_.notify_all();  // the followers, the next leader, and close()
+    return std::move(*job.result);
   }
 
   // Runs fn with a pooled read connection.
@@ -274,37 +289,23 @@ class SqliteStore final : public Store {
   }
 
  private:
-  void writer_loop() {
-    for (;;) {
-      std::vector<WriteJob> batch;
-      {
-        std::unique_lock lock(mutex_);
-        cv_.wait(lock, [this] { return closing_ || !queue_.empty(); });
-        if (queue_.empty() && closing_) return;
-        while (!queue_.empty() && batch.size() < options_.max_batch_messages) {
-          batch.push_back(std::move(queue_.front()));
-          queue_.pop_front();
-        }
-      }
-      commit_batch(batch);
-    }
-  }
-
-  void commit_batch(std::vector<WriteJob>& batch) {
+  // Runs on the leader's thread; only the leader touches writer_db_.
+  std::vector<Result<std::int64_t>> commit_batch(const std::vector<WriteJob*>& batch) {
     std::vector<Result<std::int64_t>> results;
     results.reserve(batch.size());
     if (auto begin = writer_db_.exec("BEGIN IMMEDIATE"); !begin) {
-      for (auto& job : batch) job.done.set_value(tl::unexpected(begin.error()));
-      return;
+      for (std::size_t i = 0; i < batch.size(); ++i) results.push_back(tl::unexpected(begin.error()));
+      return results;
     }
-    for (auto& job : batch) {
+    for (auto* job : batch) {
       Result<std::int64_t> r = core::fail(Code::kInternal, "db_error", "savepoint failed");
       if (writer_db_.exec("SAVEPOINT job")) {
-        r = job.run(writer_db_);
+        r = job->run(writer_db_);
         if (r) {
           (void)writer_db_.exec("RELEASE job");
         } else {
-          (void)writer_db_.exec("ROLLBACK TO job; RELEASE job");
+          (void)writer_db_.exec("ROLLBACK TO job");
+          (void)writer_db_.exec("RELEASE job");
         }
       }
       results.push_back(std::move(r));
@@ -312,10 +313,9 @@ class SqliteStore final : public Store {
     if (auto commit = writer_db_.exec("COMMIT"); !commit) {
       core::log_error("storage", "commit failed: " + commit.error().to_string());
       (void)writer_db_.exec("ROLLBACK");
-      for (auto& job : batch) job.done.set_value(tl::unexpected(commit.error()));
-      return;
+      for (auto& r : results) r = tl::unexpected(commit.error());
     }
-    for (std::size_t i = 0; i < batch.size(); ++i) batch[i].done.set_value(std::move(results[i]));
+    return results;
   }
 
   StoreOptions options_;
@@ -327,9 +327,8 @@ class SqliteStore final : public Store {
 
   std::mutex mutex_;
   std::condition_variable cv_;
-  std::deque<WriteJob> queue_;
-  bool closing_ = false;
-  std::thread writer_;
+  std::deque<WriteJob*> writers_;  // guarded by mutex_; front = the leader
+  bool closing_ = false;           // guarded by mutex_
 
   std::mutex readers_mutex_;
   std::vector<sqlite::Database> readers_;

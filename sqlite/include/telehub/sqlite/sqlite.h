@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -38,6 +39,11 @@ struct OpenOptions {
   // How long to wait on a lock before failing with db_busy. Default: 5000 ms.
   int busy_timeout_ms = 5000;
 };
+
+// Prepared statements are cached per connection: Database::prepare() hands out a cached
+// statement for the same SQL text when one is free, and a Statement returns its statement to
+// the cache (reset, bindings cleared) when destroyed. SQL is parsed once per connection.
+struct StatementCache;
 
 class Statement {
  public:
@@ -70,10 +76,13 @@ class Statement {
 
  private:
   friend class Database;
-  Statement(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
+  Statement(sqlite3* db, sqlite3_stmt* stmt, std::shared_ptr<StatementCache> cache)
+      : db_(db), stmt_(stmt), cache_(std::move(cache)) {}
+  void release() noexcept;
   sqlite3* db_ = nullptr;
   sqlite3_stmt* stmt_ = nullptr;
   int bind_error_ = 0;
+  std::shared_ptr<StatementCache> cache_;
 };
 
 class Database {
@@ -87,7 +96,8 @@ class Database {
   Database& operator=(const Database&) = delete;
   ~Database();
 
-  // Executes one or more statements without parameters (schema, pragmas, BEGIN/COMMIT).
+  // Executes one or more statements without parameters (schema, pragmas, BEGIN/COMMIT). A
+  // single statement (no ';') goes through the statement cache.
   [[nodiscard]] Status exec(std::string_view sql);
   // Prepares one statement. Fails with internal/db_error on SQL errors.
   [[nodiscard]] Result<Statement> prepare(std::string_view sql);
@@ -96,8 +106,10 @@ class Database {
   int changes() const;
 
  private:
-  explicit Database(sqlite3* db) : db_(db) {}
+  explicit Database(sqlite3* db);
+  void close() noexcept;
   sqlite3* db_ = nullptr;
+  std::shared_ptr<StatementCache> cache_;
 };
 
 // Maps an SQLite result code and connection to an Error (exposed for tests).

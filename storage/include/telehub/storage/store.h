@@ -4,9 +4,10 @@
 // Ownership: open_sqlite_store() returns the Store; the three interfaces it hands out
 // (observations(), registry(), quarantine()) live as long as the Store.
 //
-// Writes go through one writer thread that commits in batches (group commit): append() puts a
-// message on the writer's queue and returns only after the transaction holding it has
-// committed. So a caller that acknowledges after append() returns never acknowledges an
+// Writes are group-committed on one connection without a writer thread: append() queues the
+// message, and the caller at the front of the queue commits it together with those queued
+// behind it in one transaction (so an uncontended write costs no thread switch); append()
+// returns only after the transaction holding its message has committed. So a caller that acknowledges after append() returns never acknowledges an
 // uncommitted reading. Durability (StoreOptions::sync_each_commit): by default every commit is
 // on disk when it returns (synchronous=FULL); with sync_each_commit off a commit survives a
 // crash of the process at once and a power loss after the next sync() (the hub acknowledges to
@@ -221,7 +222,7 @@ class Store {
   // Fails with unavailable/db_sync (then retry later: nothing committed is lost, only not yet
   // known to be on disk).
   [[nodiscard]] virtual Status sync() = 0;
-  // Stops the writer after committing everything queued. Further appends fail with
+  // Waits until every write already queued has committed. Further appends fail with
   // unavailable/closed. Idempotent; the destructor calls it.
   virtual void close() = 0;
 };
