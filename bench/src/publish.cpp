@@ -6,6 +6,9 @@
 //   telehub-bench-publish --port P --in FILE [--host 127.0.0.1] [--part I --parts K]
 //                         [--window 1000] [--protocol 5|311] [--timeout-s 120]
 //
+// With MQTT 5 the broker's Receive Maximum caps the window (Mosquitto sends its
+// max_inflight_messages, 20 in telehub's configuration), which makes one publisher wait on round
+// trips; MQTT 3.1.1 has no such flow control, so bench/run.mjs publishes with --protocol 311.
 // With --parts K it publishes only messages I, I+K, I+2K, ... so K processes can share a file.
 // Prints one JSON line: {"published":N,"acked":N,"refused":N,"elapsed_s":S,"rate":R}, where
 // elapsed is first publish to last PUBACK and `refused` counts PUBACKs with a failure reason.
