@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Installs every Debian package telehub needs to build, test and run the demo.
+# Installs every Debian package telehub needs to build, test and run the demo, and the
+# benchmark (scripts/bench.sh: libmosquitto-dev for its publisher and raw subscriber, python3
+# for node-gyp, which builds the Node.js peer's better-sqlite3 from source).
 # Idempotent: runs `apt-get update` and `apt-get install` only when a package is missing.
 # Usage: scripts/setup.sh            (as root, or with sudo available)
 set -euo pipefail
@@ -9,6 +11,7 @@ PACKAGES=(
   libssl-dev libsqlite3-dev sqlite3
   libpaho-mqtt-dev libpaho-mqttpp-dev
   mosquitto mosquitto-clients
+  libmosquitto-dev python3
   libboost-dev libboost-system-dev
   rapidjson-dev libexpected-dev catch2
   nodejs curl ca-certificates openssl

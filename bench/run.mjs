@@ -1,0 +1,476 @@
+// The telehub ingest benchmark driver (scripts/bench.sh runs it after the Release build).
+// It starts and times the programs in bench/ and the real `telehub serve`, checks that every
+// consumer stored or received exactly what was published, and prints one table: each figure is
+// the median of BENCH_RUNS runs with min-max, each ratio is computed within a run, and each
+// target of issue [3/8] is printed beside its figure with PASS/FAIL. What each row measures, the
+// parameters and the design choices: docs/benchmarks.md.
+//
+// Node.js built-ins only; the naive Node.js peer (bench/node/) has its own dependencies.
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+function envInt(name, fallback, min = 1) {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const v = Number(raw);
+  if (!Number.isInteger(v) || v < min) {
+    console.error(`bench: ${name} must be an integer >= ${min} (got '${raw}')`);
+    process.exit(2);
+  }
+  return v;
+}
+
+const P = {
+  runs: envInt('BENCH_RUNS', 3),
+  messages: envInt('BENCH_MESSAGES', 50000),
+  batchMessages: envInt('BENCH_BATCH_MESSAGES', 2000),
+  devices: envInt('BENCH_DEVICES', 200),
+  publishers: envInt('BENCH_PUBLISHERS', 1),
+  minRate: envInt('BENCH_MIN_RATE', 1000),
+  minBatchRate: envInt('BENCH_MIN_BATCH_RATE', 10000),
+  publishProtocol: process.env.BENCH_PUBLISH_PROTOCOL || '311',
+  skipNode: process.env.BENCH_SKIP_NODE === '1',
+  skipNodeReason: process.env.BENCH_SKIP_NODE_REASON || 'BENCH_SKIP_NODE=1',
+};
+if (!['311', '5'].includes(P.publishProtocol)) {
+  console.error('bench: BENCH_PUBLISH_PROTOCOL must be 311 or 5');
+  process.exit(2);
+}
+const BATCH = 60; // readings per batched message: a wearable's hourly upload of minute data
+const BUILD = path.resolve(ROOT, process.env.BENCH_BUILD_DIR || 'build-release');
+const WORK = path.resolve(process.env.BENCH_WORK_DIR || path.join(BUILD, 'bench-work'));
+const BIN = {
+  telehub: path.join(BUILD, 'apps', 'telehub'),
+  seal: path.join(BUILD, 'bench', 'telehub-bench-seal'),
+  publish: path.join(BUILD, 'bench', 'telehub-bench-publish'),
+  paho: path.join(BUILD, 'bench', 'telehub-bench-paho-sub'),
+  raw: path.join(BUILD, 'bench', 'telehub-bench-raw-sub'),
+  append: path.join(BUILD, 'bench', 'telehub-bench-sqlite-append'),
+  peer: path.join(ROOT, 'bench', 'node', 'peer.mjs'),
+};
+// A fixed test key-encryption key: the bench's data directories hold only generated test data.
+const ENV = { ...process.env, TELEHUB_KEK: 'b3'.repeat(32) };
+const MOSQUITTO = ['/usr/sbin/mosquitto', '/usr/bin/mosquitto'].find((p) => fs.existsSync(p)) || 'mosquitto';
+
+// ---------------------------------------------------------------- processes
+
+const live = new Set();
+function start(cmd, args, opts = {}) {
+  const child = spawn(cmd, args, { env: ENV, stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+  child.out = '';
+  child.err = '';
+  child.stdout.on('data', (d) => (child.out += d));
+  child.stderr.on('data', (d) => (child.err += d));
+  child.exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  child.on('error', (e) => (child.err += `\nspawn failed: ${e.message}`));
+  live.add(child);
+  child.exited.then(() => live.delete(child));
+  return child;
+}
+function cleanup() {
+  for (const c of live) {
+    try {
+      process.kill(c.pid, 'SIGKILL');
+    } catch {}
+  }
+}
+process.on('exit', cleanup);
+for (const s of ['SIGINT', 'SIGTERM'])
+  process.on(s, () => {
+    cleanup();
+    process.exit(130);
+  });
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// A timer that does not keep the process alive (for races against a child's exit).
+const timeout = (ms) => new Promise((r) => setTimeout(r, ms).unref());
+
+async function waitFor(pred, timeoutMs, stepMs = 50) {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    if (await pred()) return true;
+    if (Date.now() >= end) return false;
+    await sleep(stepMs);
+  }
+}
+
+// Waits for the child to exit; after timeoutMs sends SIGTERM, then SIGKILL.
+async function finish(child, timeoutMs) {
+  const t = await Promise.race([child.exited, timeout(timeoutMs).then(() => null)]);
+  if (t) return t;
+  try {
+    process.kill(child.pid, 'SIGTERM');
+  } catch {}
+  const t2 = await Promise.race([child.exited, timeout(10000).then(() => null)]);
+  if (t2) return { ...t2, killed: true };
+  try {
+    process.kill(child.pid, 'SIGKILL');
+  } catch {}
+  return { ...(await child.exited), killed: true };
+}
+
+async function stop(child, timeoutMs = 30000) {
+  try {
+    process.kill(child.pid, 'SIGTERM');
+  } catch {}
+  return finish(child, timeoutMs);
+}
+
+function lastJson(text) {
+  const lines = text.trim().split('\n').reverse();
+  for (const l of lines) {
+    try {
+      return JSON.parse(l);
+    } catch {}
+  }
+  return null;
+}
+
+function run(cmd, args) {
+  const r = spawnSync(cmd, args, { env: ENV, encoding: 'utf8', maxBuffer: 1 << 26 });
+  if (r.status !== 0) throw new Error(`${path.basename(cmd)} ${args.join(' ')} failed: ${r.stderr || r.error}`);
+  return r.stdout;
+}
+
+function sql(db, query) {
+  const r = spawnSync('sqlite3', ['-batch', '-cmd', '.timeout 5000', db, query], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`sqlite3 ${db}: ${r.stderr}`);
+  return r.stdout.trim().split('|').map((x) => (x === '' ? null : Number(x)));
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function accepts(port) {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port });
+    s.on('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.on('error', () => resolve(false));
+  });
+}
+
+// ---------------------------------------------------------------- set-up
+
+async function serve(dataDir) {
+  const tlsPort = await freePort();
+  let plainPort = await freePort();
+  while (plainPort === tlsPort) plainPort = await freePort();
+  const child = start(BIN.telehub, ['serve', '--data', dataDir, '--http-port', '0', '--broker-port', String(tlsPort),
+    '--plaintext-port', String(plainPort)]);
+  const up = await waitFor(() => child.out.includes('telehub: serving') || child.exitCode !== null, 30000);
+  if (!up || !child.out.includes('telehub: serving')) {
+    await stop(child);
+    throw new Error(`telehub serve did not start:\n${child.err.slice(-2000)}`);
+  }
+  return { child, tlsPort, plainPort };
+}
+
+// The data directory every hub run starts from: hub.json, the development CA and the pseudonym
+// key from one start of `serve`, then BENCH_DEVICES enrolled devices. No broker state.
+async function makeTemplate() {
+  const dir = path.join(WORK, 'template');
+  const data = path.join(dir, 'data');
+  fs.rmSync(WORK, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  const s = await serve(data);
+  await stop(s.child);
+  for (let i = 0; i < P.devices; ++i) run(BIN.telehub, ['device', 'enroll', '--subject', `bench-patient-${i}`, '--data', data]);
+  fs.rmSync(path.join(data, 'broker', 'mosquitto.db'), { force: true });
+  const prov = path.join(data, 'provisioning');
+  const single = JSON.parse(run(BIN.seal, ['--provisioning', prov, '--messages', String(P.messages), '--readings', '1',
+    '--out', path.join(dir, 'single.bin')]));
+  const batch = JSON.parse(run(BIN.seal, ['--provisioning', prov, '--messages', String(P.batchMessages), '--readings',
+    String(BATCH), '--out', path.join(dir, 'batch.bin'), '--rows', path.join(dir, 'batch.rows')]));
+  return { dir, data, prov, single, batch };
+}
+
+function copyData(tpl, runDir) {
+  const data = path.join(runDir, 'data');
+  fs.rmSync(runDir, { recursive: true, force: true });
+  fs.mkdirSync(runDir, { recursive: true });
+  fs.cpSync(tpl.data, data, { recursive: true });
+  return data;
+}
+
+// Runs BENCH_PUBLISHERS lean publishers over the message file; resolves with the combined result.
+async function publish(file, port, timeoutS) {
+  const kids = [];
+  for (let i = 0; i < P.publishers; ++i)
+    kids.push(start(BIN.publish, ['--port', String(port), '--in', file, '--part', String(i), '--parts',
+      String(P.publishers), '--protocol', P.publishProtocol, '--timeout-s', String(timeoutS)]));
+  const results = [];
+  for (const k of kids) {
+    await finish(k, (timeoutS + 30) * 1000);
+    const j = lastJson(k.out);
+    if (!j) throw new Error(`publisher failed: ${k.err.slice(-1000)}`);
+    results.push(j);
+  }
+  const sum = (f) => results.reduce((a, r) => a + r[f], 0);
+  const elapsed = Math.max(...results.map((r) => r.elapsed_s));
+  return { published: sum('published'), acked: sum('acked'), refused: sum('refused'), elapsed_s: elapsed,
+    rate: elapsed > 0 ? sum('acked') / elapsed : 0 };
+}
+
+// ---------------------------------------------------------------- phases
+
+// The real hub: `telehub serve` on a fresh copy of the template (so a fresh broker and session),
+// subscribed over TLS; the messages are published to its broker's plaintext listener.
+async function hubPhase(tpl, runDir, file, messages, readings, deadlineS) {
+  const data = copyData(tpl, runDir);
+  const db = path.join(data, 'telehub.db');
+  const s = await serve(data);
+  const t0 = Date.now();
+  const pub = await publish(file, s.plainPort, deadlineS);
+  let stored = 0;
+  await waitFor(() => {
+    [stored] = sql(db, 'SELECT count(*) FROM messages');
+    return stored >= messages;
+  }, Math.max(0, t0 + deadlineS * 1000 - Date.now()), 250);
+  const end = await stop(s.child, 60000);
+  const m = /stopped cleanly: (\d+) readings stored, (\d+) duplicates, (\d+) quarantined/.exec(s.child.err);
+  const [msgs, distinct, first, last] = sql(db,
+    'SELECT count(*), count(DISTINCT device_id || \':\' || sequence), min(received_ms), max(received_ms) FROM messages');
+  const [obs] = sql(db, 'SELECT count(*) FROM observations');
+  const [quarantined] = sql(db, 'SELECT count(*) FROM quarantine');
+  const seconds = (last - first) / 1000;
+  const r = {
+    published: pub.acked,
+    stored: msgs,
+    readings: obs,
+    rate: seconds > 0 ? (msgs - 1) / seconds : 0,
+    readingRate: seconds > 0 ? ((obs * (msgs - 1)) / msgs) / seconds : 0,
+    publisherRate: pub.rate,
+    duplicates: m ? Number(m[2]) : null,
+    quarantined,
+    problems: [],
+    log: s.child.err,
+  };
+  if (pub.acked !== messages || pub.refused) r.problems.push(`published ${pub.acked - pub.refused} of ${messages}`);
+  if (msgs < messages)
+    r.problems.push(`incomplete: stored ${stored} of ${messages} within the ${deadlineS} s deadline (${msgs} when stopped)`);
+  if (msgs > messages || distinct !== msgs) r.problems.push(`stored ${msgs} messages for ${messages} published`);
+  if (msgs === messages && obs !== readings) r.problems.push(`stored ${obs} readings of ${readings}`);
+  if (quarantined) r.problems.push(`${quarantined} quarantined`);
+  if (!m) r.problems.push(`no clean stop (exit ${end.code ?? end.signal})`);
+  else if (Number(m[2]) !== 0) r.problems.push(`${m[2]} duplicates`);
+  return r;
+}
+
+// The same broker (the embedded Mosquitto's configuration as `serve` wrote it, TLS listener,
+// ACL and plaintext listener) started on its own with no persisted state, one per consumer, so
+// every consumer starts with a fresh session and queue and nothing else subscribed.
+async function withBroker(hubData, fn) {
+  const conf = path.join(hubData, 'broker', 'mosquitto.conf');
+  fs.rmSync(path.join(hubData, 'broker', 'mosquitto.db'), { force: true });
+  const text = fs.readFileSync(conf, 'utf8');
+  const ports = [...text.matchAll(/^listener (\d+)/gm)].map((x) => Number(x[1]));
+  const broker = start(MOSQUITTO, ['-c', conf]);
+  try {
+    const up = await waitFor(async () => (await accepts(ports[0])) && (await accepts(ports[1])), 10000);
+    if (!up) throw new Error(`mosquitto did not start: ${broker.err.slice(-1000)}`);
+    return await fn({ tlsPort: ports[0], plainPort: ports[1] });
+  } finally {
+    await stop(broker, 20000);
+  }
+}
+
+// A counting subscriber (or the Node.js peer): started, "ready" awaited, then the publisher.
+async function subscriberPhase(cmd, args, plainPort, file, messages, deadlineS) {
+  const sub = start(cmd, [...args, '--timeout-s', String(deadlineS)]);
+  const ready = await waitFor(() => sub.out.includes('ready') || sub.exitCode !== null, 20000);
+  if (!ready || !sub.out.includes('ready')) {
+    await stop(sub);
+    throw new Error(`${path.basename(cmd)} did not subscribe: ${sub.err.slice(-1000)}`);
+  }
+  const pub = await publish(file, plainPort, deadlineS);
+  await finish(sub, (deadlineS + 30) * 1000);
+  const j = lastJson(sub.out) || { received: 0, rate: 0 };
+  const r = { published: pub.acked, received: j.received, rate: j.rate, publisherRate: pub.rate, problems: [], raw: j };
+  if (pub.acked !== messages || pub.refused) r.problems.push(`published ${pub.acked - pub.refused} of ${messages}`);
+  if (j.received < messages) r.problems.push(`incomplete: received ${j.received} of ${messages} within ${deadlineS} s`);
+  if (j.received > messages) r.problems.push(`received ${j.received} for ${messages} published`);
+  return r;
+}
+
+async function runOnce(tpl, n) {
+  const runDir = path.join(WORK, `run-${n}`);
+  const single = path.join(tpl.dir, 'single.bin');
+  const batch = path.join(tpl.dir, 'batch.bin');
+  const deadline = Math.ceil(10 + P.messages / P.minRate);
+  const batchDeadline = Math.ceil(10 + (P.batchMessages * BATCH) / P.minBatchRate);
+  const res = {};
+  const logs = {};
+  const started = Date.now();
+  const step = (name) => process.stderr.write(`bench: run ${n}/${P.runs} (+${((Date.now() - started) / 1000).toFixed(1)} s): ${name}\n`);
+
+  step('hub, single-reading messages');
+  const hubDir = path.join(runDir, 'hub-single');
+  res.hub = await hubPhase(tpl, hubDir, single, P.messages, P.messages, deadline);
+  logs['hub-single-serve'] = res.hub.log;
+  delete res.hub.log;
+  const hubData = path.join(hubDir, 'data');
+
+  step('bare Paho subscriber, plaintext');
+  res.pahoPlain = await withBroker(hubData, (b) => subscriberPhase(BIN.paho,
+    ['--uri', `tcp://127.0.0.1:${b.plainPort}`, '--expect', String(P.messages)], b.plainPort, single, P.messages, deadline));
+  step('bare Paho subscriber, TLS');
+  res.pahoTls = await withBroker(hubData, (b) => subscriberPhase(BIN.paho,
+    ['--uri', `ssl://127.0.0.1:${b.tlsPort}`, '--expect', String(P.messages),
+      '--ca', path.join(hubData, 'ca', 'ca.pem'), '--cert', path.join(hubData, 'tls', 'hub.pem'),
+      '--key', path.join(hubData, 'tls', 'hub.key')], b.plainPort, single, P.messages, deadline));
+  step('raw libmosquitto subscriber');
+  res.raw = await withBroker(hubData, (b) => subscriberPhase(BIN.raw,
+    ['--port', String(b.plainPort), '--expect', String(P.messages)], b.plainPort, single, P.messages, deadline));
+  if (!P.skipNode) {
+    step('Node.js peer');
+    const db = path.join(runDir, 'node-peer.db');
+    res.node = await withBroker(hubData, (b) => subscriberPhase('node',
+      [BIN.peer, '--port', String(b.plainPort), '--provisioning', tpl.prov, '--db', db, '--expect', String(P.messages)],
+      b.plainPort, single, P.messages, deadline));
+    const [rows, distinct] = sql(db, 'SELECT count(*), count(DISTINCT device_id || \':\' || sequence) FROM readings');
+    res.node.stored = rows;
+    if (rows !== P.messages) res.node.problems.push(`stored ${rows} of ${P.messages}`);
+    if (distinct !== rows) res.node.problems.push(`${rows - distinct} duplicates`);
+    if (res.node.raw.failed) res.node.problems.push(`${res.node.raw.failed} messages failed to open`);
+  }
+
+  step('hub, batched messages');
+  res.hubBatch = await hubPhase(tpl, path.join(runDir, 'hub-batch'), batch, P.batchMessages, P.batchMessages * BATCH,
+    batchDeadline);
+  logs['hub-batch-serve'] = res.hubBatch.log;
+  delete res.hubBatch.log;
+  for (const sync of ['FULL', 'NORMAL']) {
+    step(`SQLite raw append, synchronous=${sync}`);
+    const db = path.join(runDir, `append-${sync.toLowerCase()}.db`);
+    const j = JSON.parse(run(BIN.append, ['--rows', path.join(tpl.dir, 'batch.rows'), '--db', db, '--synchronous', sync]));
+    res[`append${sync}`] = { rate: j.rate, stored: j.stored, problems: j.stored === P.batchMessages * BATCH ? [] :
+      [`stored ${j.stored} of ${P.batchMessages * BATCH}`] };
+  }
+  // Keep the data directories and logs of a run that failed a check, for a look afterwards.
+  if (Object.values(res).every((r) => r.problems.length === 0)) fs.rmSync(runDir, { recursive: true, force: true });
+  else {
+    for (const [name, child] of Object.entries(logs)) fs.writeFileSync(path.join(runDir, `${name}.log`), child);
+    process.stderr.write(`bench: run ${n} failed a check; its files are kept in ${runDir}\n`);
+  }
+  return res;
+}
+
+// ---------------------------------------------------------------- table
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const fmtRate = (v) => (v >= 100 ? Math.round(v).toLocaleString('en-US') : v.toFixed(1));
+const fmtRatio = (v) => (v >= 10 ? v.toFixed(1) : v.toFixed(2));
+
+function stat(values, fmt) {
+  if (values.some((v) => v === undefined || v === null || Number.isNaN(v))) return ['n/a', ''];
+  return [fmt(median(values)), `${fmt(Math.min(...values))}–${fmt(Math.max(...values))}`];
+}
+
+function checks(runs, key, okText) {
+  const bad = runs.map((r, i) => (r[key].problems.length ? `run ${i + 1}: ${r[key].problems.join(', ')}` : null)).filter(Boolean);
+  return bad.length ? { text: bad.join('; '), ok: false } : { text: `${runs.length}/${runs.length} runs: ${okText}`, ok: true };
+}
+
+function table(runs, tpl) {
+  const rows = [];
+  const head = ['figure', 'link', 'median', 'min–max', 'target', 'result', 'check (every run)'];
+  const section = (t) => rows.push({ section: t });
+  const figure = (name, link, key, field, okText, unit = '/s') => {
+    const [med, range] = stat(runs.map((r) => r[key][field]), fmtRate);
+    const c = checks(runs, key, okText);
+    rows.push([name, link, `${med} ${unit}`, range, '', c.ok ? '' : 'FAIL', c.text]);
+    return c.ok;
+  };
+  const ratio = (name, num, den, target, note = '') => {
+    const values = runs.map((r) => (r[num[0]] && r[den[0]] && r[den[0]][den[1]] > 0 ? r[num[0]][num[1]] / r[den[0]][den[1]] : NaN));
+    const [med, range] = stat(values, fmtRatio);
+    const complete = runs.every((r) => r[num[0]]?.problems.length === 0 && r[den[0]]?.problems.length === 0);
+    let result = '';
+    if (target !== null) result = med === 'n/a' ? 'FAIL' : median(values) >= target && complete ? 'PASS' : 'FAIL';
+    const t = target === null ? '(info)' : `>= ${target >= 1 ? `${target}×` : `${Math.round(target * 100)} %`}`;
+    rows.push([name, '', `${med}×`, range, t, result, complete ? note : `${note}${note ? '; ' : ''}a run was incomplete (see above)`]);
+  };
+  const notMeasured = (name, target) => rows.push([name, '', 'not measured yet', '', target, '—', 'storage-at-scale / soak: a later session']);
+
+  section(`Ingest, single-reading messages: ${P.messages.toLocaleString('en-US')} sealed messages (QoS 1, one blood-pressure panel, ${tpl.single.avg_bytes} B) from ${tpl.single.devices} enrolled devices; rate = first to last message received/stored`);
+  figure('hub: telehub serve (readings stored)', 'TLS', 'hub', 'rate', 'stored = published, 0 duplicates, 0 quarantined', 'msg/s');
+  figure('bare Paho MQTT C++ subscriber (counts)', 'plaintext', 'pahoPlain', 'rate', 'received = published', 'msg/s');
+  figure('bare Paho MQTT C++ subscriber (counts)', 'TLS', 'pahoTls', 'rate', 'received = published', 'msg/s');
+  figure('raw libmosquitto subscriber (counts)', 'plaintext', 'raw', 'rate', 'received = published', 'msg/s');
+  if (!P.skipNode) figure('naive Node.js peer (MQTT.js + better-sqlite3)', 'plaintext', 'node', 'rate', 'stored = published, 0 duplicates', 'msg/s');
+  else rows.push(['naive Node.js peer (MQTT.js + better-sqlite3)', 'plaintext', 'not measured', '', '', 'FAIL', `not measured: ${P.skipNodeReason}`]);
+  figure('lean publisher into the broker, during the raw run', 'plaintext', 'raw', 'publisherRate', `${P.publishers} libmosquitto process(es), MQTT ${P.publishProtocol === '5' ? '5' : '3.1.1'}, every PUBACK received`, 'msg/s');
+  ratio('hub / bare Paho (same link: TLS)', ['hub', 'rate'], ['pahoTls', 'rate'], 0.8);
+  ratio('hub / bare Paho (plaintext)', ['hub', 'rate'], ['pahoPlain', 'rate'], null);
+  ratio('hub / raw subscriber (broker limit)', ['hub', 'rate'], ['raw', 'rate'], null);
+  if (!P.skipNode) ratio('hub / naive Node.js peer', ['hub', 'rate'], ['node', 'rate'], 5);
+  else rows.push(['hub / naive Node.js peer', '', 'n/a', '', '>= 5×', 'FAIL', 'Node.js peer not measured']);
+
+  section(`Ingest, batched messages: ${P.batchMessages.toLocaleString('en-US')} messages × ${BATCH} heart-rate readings (${tpl.batch.avg_bytes} B) = ${(P.batchMessages * BATCH).toLocaleString('en-US')} readings`);
+  figure('hub: telehub serve', 'TLS', 'hubBatch', 'readingRate', 'stored = published, 0 duplicates, 0 quarantined', 'readings/s');
+  figure('SQLite raw append, same rows (WAL, synchronous=FULL, 1,000 rows/txn)', 'file', 'appendFULL', 'rate', 'all rows stored', 'rows/s');
+  figure('SQLite raw append, same rows (WAL, synchronous=NORMAL, 1,000 rows/txn)', 'file', 'appendNORMAL', 'rate', 'all rows stored', 'rows/s');
+  ratio('hub / raw append (synchronous=FULL, the hub\'s durability)', ['hubBatch', 'readingRate'], ['appendFULL', 'rate'], 0.5);
+  ratio('hub / raw append (synchronous=NORMAL)', ['hubBatch', 'readingRate'], ['appendNORMAL', 'rate'], null);
+
+  section('Storage at scale (issue [3/8]): not measured yet');
+  notMeasured('insert rate at 100 M / at 1 M stored readings', '>= 80 %');
+  notMeasured('bytes per stored reading (regular minute series)', '<= 8 B');
+  notMeasured('range read of one patient-year of minute data', '< 100 ms');
+  section('Soak (issue [3/8]): not measured yet');
+  notMeasured('hub RSS, 10 min at 16,700 msg/s (end / 1 min in)', '<= 1.1×, nothing lost');
+
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.filter((r) => !r.section).map((r) => String(r[i]).length)));
+  widths[6] = Math.min(widths[6], 80);
+  const line = (cells) => `| ${cells.map((c, i) => String(c).padEnd(widths[i])).join(' | ')} |`;
+  const out = [line(head), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`];
+  for (const r of rows) out.push(r.section ? `| **${r.section}**` : line(r));
+  return out.join('\n');
+}
+
+// ---------------------------------------------------------------- main
+
+for (const [name, file] of Object.entries(BIN)) {
+  if (!fs.existsSync(file)) {
+    console.error(`bench: ${name} not found at ${file}; build with scripts/bench.sh`);
+    process.exit(2);
+  }
+}
+const tpl = await makeTemplate();
+const runs = [];
+for (let n = 1; n <= P.runs; ++n) runs.push(await runOnce(tpl, n));
+fs.writeFileSync(path.join(WORK, 'results.json'), JSON.stringify({ params: P, runs }, null, 1));
+
+const commit = spawnSync('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout.trim();
+const cpu = os.cpus()[0]?.model ?? '?';
+const text = [
+  `telehub ingest benchmark — ${new Date().toISOString()} — commit ${commit || '?'} — ${os.cpus().length} × ${cpu}`,
+  `runs ${P.runs} (median, min–max); BENCH_MESSAGES=${P.messages} BENCH_BATCH_MESSAGES=${P.batchMessages} ` +
+    `BENCH_DEVICES=${P.devices} BENCH_PUBLISHERS=${P.publishers} BENCH_PUBLISH_PROTOCOL=${P.publishProtocol} BENCH_MIN_RATE=${P.minRate} BENCH_MIN_BATCH_RATE=${P.minBatchRate}; ` +
+    `publishers send concurrently with consumption; links: TLS = client certificate on the broker's TLS listener, ` +
+    `plaintext = its loopback plaintext listener (publishers always use it)`,
+  '',
+  table(runs, tpl),
+].join('\n');
+fs.writeFileSync(path.join(WORK, 'table.txt'), `${text}\n`);
+console.log(text);
