@@ -430,9 +430,13 @@ Result<ObservationPage> SqliteObservations::search(const ObservationQuery& q) {
   if (q.limit < 1 || q.limit > 1000) return core::fail(Code::kInvalidArgument, "bad_query", "limit must be 1..1000");
   return store_.read([&q](sqlite::Database& db) -> Result<ObservationPage> {
     // Two fixed statements (with and without code) so each can use its own index.
+    // `time_ms >= max(from, cursor time)` is implied by the two conditions beside it, and it is
+    // what lets the index seek to the cursor: with `time_ms >= from` alone SQLite starts the
+    // range scan at `from` and filters the row value, so each page rescanned everything before
+    // its cursor (a page deep into a long series cost ~200x the first one).
     std::string sql = kObservationColumns;
     sql += q.code ? "WHERE subject=?1 AND code=?2 " : "WHERE subject=?1 AND ?2 IS NULL ";
-    sql += "AND time_ms >= ?3 AND time_ms < ?4 AND (time_ms, id) > (?5, ?6) ORDER BY time_ms, id LIMIT ?7";
+    sql += "AND time_ms >= max(?3, ?5) AND time_ms < ?4 AND (time_ms, id) > (?5, ?6) ORDER BY time_ms, id LIMIT ?7";
     auto st = db.prepare(sql);
     if (!st) return tl::unexpected(st.error());
     st->bind(1, std::string_view(q.subject));
