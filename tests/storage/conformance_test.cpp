@@ -1175,7 +1175,8 @@ TEST_CASE("conformance: a page deep into a long series costs about what the firs
       std::nth_element(first.begin(), first.begin() + 10, first.end());
       std::nth_element(deeper.begin(), deeper.begin() + 10, deeper.end());
       CAPTURE(first[10], deeper[10]);
-      CHECK(deeper[10] < 5 * first[10] + 1.0);  // milliseconds
+      // The absolute slack keeps scheduler noise out; a rescan costs ~13 ms here, ~0.02 ms a seek.
+      CHECK(deeper[10] < 5 * first[10] + 5.0);  // milliseconds
     }
   }
 }
