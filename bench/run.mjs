@@ -37,6 +37,10 @@ const P = {
   publishProtocol: process.env.BENCH_PUBLISH_PROTOCOL || '311',
   skipNode: process.env.BENCH_SKIP_NODE === '1',
   skipNodeReason: process.env.BENCH_SKIP_NODE_REASON || 'BENCH_SKIP_NODE=1',
+  // Storage at scale: one run (it takes minutes), readings stored at each checkpoint.
+  scaleCheckpoints: (process.env.BENCH_SCALE_CHECKPOINTS || '1000000,10000000').split(',').map(Number),
+  scaleSubjects: envInt('BENCH_SCALE_SUBJECTS', 1000),
+  skipScale: process.env.BENCH_SKIP_SCALE === '1',
 };
 if (!['311', '5'].includes(P.publishProtocol)) {
   console.error('bench: BENCH_PUBLISH_PROTOCOL must be 311 or 5');
@@ -52,6 +56,7 @@ const BIN = {
   paho: path.join(BUILD, 'bench', 'telehub-bench-paho-sub'),
   raw: path.join(BUILD, 'bench', 'telehub-bench-raw-sub'),
   append: path.join(BUILD, 'bench', 'telehub-bench-sqlite-append'),
+  scale: path.join(BUILD, 'bench', 'telehub-bench-storage-scale'),
   peer: path.join(ROOT, 'bench', 'node', 'peer.mjs'),
 };
 // A fixed test key-encryption key: the bench's data directories hold only generated test data.
@@ -391,7 +396,7 @@ function checks(runs, key, okText) {
   return bad.length ? { text: bad.join('; '), ok: false } : { text: `${runs.length}/${runs.length} runs: ${okText}`, ok: true };
 }
 
-function table(runs, tpl) {
+function table(runs, tpl, scale) {
   const rows = [];
   const head = ['figure', 'link', 'median', 'min–max', 'target', 'result', 'check (every run)'];
   const section = (t) => rows.push({ section: t });
@@ -433,10 +438,27 @@ function table(runs, tpl) {
   ratio('hub / raw append (synchronous=FULL, the hub\'s durability)', ['hubBatch', 'readingRate'], ['appendFULL', 'rate'], 0.5);
   ratio('hub / raw append (synchronous=NORMAL)', ['hubBatch', 'readingRate'], ['appendNORMAL', 'rate'], null);
 
-  section('Storage at scale (issue [3/8]): not measured yet');
-  notMeasured('insert rate at 100 M / at 1 M stored readings', '>= 80 %');
-  notMeasured('bytes per stored reading (regular minute series)', '<= 8 B');
-  notMeasured('range read of one patient-year of minute data', '< 100 ms');
+  if (!scale) {
+    section('Storage at scale (issue [3/8]): not measured (BENCH_SKIP_SCALE=1)');
+    notMeasured('insert rate at 100 M / at 1 M stored readings', '>= 80 %');
+    notMeasured('bytes per stored reading (regular minute series)', '<= 8 B');
+    notMeasured('range read of one patient-year of minute data', '< 100 ms');
+  } else {
+    const fmt = (x) => Math.round(x).toLocaleString('en-US');
+    const check = scale.stored === scale.expected ? `stored = appended (${fmt(scale.stored)})` : `stored ${scale.stored} of ${scale.expected}`;
+    section(`Storage at scale (issue [3/8]): telehub-bench-storage-scale, 1 run, through storage::Store (synchronous=NORMAL); ${P.scaleSubjects} subjects uploading 60 minute readings per message, plus one patient-year`);
+    for (const c of scale.checkpoints)
+      rows.push([`insert rate at ${fmt(c.readings)} stored readings (last 200,000)`, 'file', `${fmt(c.rate)} readings/s`, '', '', '', check]);
+    const first = scale.checkpoints[0], last = scale.checkpoints[scale.checkpoints.length - 1];
+    const r = last.rate / first.rate;
+    const reached100M = last.readings >= 100e6;
+    rows.push([`insert rate at ${fmt(last.readings)} / at ${fmt(first.readings)}`, '', `${r.toFixed(2)}×`, '', '>= 80 % (at 100 M)',
+      reached100M && r >= 0.8 ? 'PASS' : 'FAIL', reached100M ? '' : 'largest checkpoint below 100 M (BENCH_SCALE_CHECKPOINTS)']);
+    rows.push(['bytes per stored reading (regular minute series, indexes included)', 'file', `${scale.bytes_per_reading.toFixed(1)} B`, '',
+      '<= 8 B', scale.bytes_per_reading <= 8 ? 'PASS' : 'FAIL', `${fmt(scale.bytes)} bytes for ${fmt(scale.stored)} readings`]);
+    rows.push(['range read of one patient-year of minute data (pages of 1,000)', 'file', `${scale.year_read_ms.toFixed(0)} ms`, '',
+      '< 100 ms', scale.year_read_ms < 100 && scale.year_points === 525600 ? 'PASS' : 'FAIL', `${fmt(scale.year_points)} readings read back; median of 3`]);
+  }
   section('Soak (issue [3/8]): not measured yet');
   notMeasured('hub RSS, 10 min at 16,700 msg/s (end / 1 min in)', '<= 1.1×, nothing lost');
 
@@ -459,7 +481,15 @@ for (const [name, file] of Object.entries(BIN)) {
 const tpl = await makeTemplate();
 const runs = [];
 for (let n = 1; n <= P.runs; ++n) runs.push(await runOnce(tpl, n));
-fs.writeFileSync(path.join(WORK, 'results.json'), JSON.stringify({ params: P, runs }, null, 1));
+let scale = null;
+if (!P.skipScale) {
+  process.stderr.write(`bench: storage at scale, checkpoints ${P.scaleCheckpoints.join(', ')} readings\n`);
+  const db = path.join(WORK, 'scale.db');
+  fs.rmSync(db, { force: true });
+  scale = JSON.parse(run(BIN.scale, ['--db', db, '--checkpoints', P.scaleCheckpoints.join(','), '--subjects', String(P.scaleSubjects)]));
+  fs.rmSync(db, { force: true });
+}
+fs.writeFileSync(path.join(WORK, 'results.json'), JSON.stringify({ params: P, runs, scale }, null, 1));
 
 const commit = spawnSync('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout.trim();
 const cpu = os.cpus()[0]?.model ?? '?';
@@ -470,7 +500,7 @@ const text = [
     `publishers send concurrently with consumption; links: TLS = client certificate on the broker's TLS listener, ` +
     `plaintext = its loopback plaintext listener (publishers always use it)`,
   '',
-  table(runs, tpl),
+  table(runs, tpl, scale),
 ].join('\n');
 fs.writeFileSync(path.join(WORK, 'table.txt'), `${text}\n`);
 console.log(text);
