@@ -16,18 +16,15 @@ namespace {
 // the device (CN = device id) and its key, and the CA certificate.
 Status write_provisioning(const DataDir& dir, const std::filesystem::path& file, const std::string& device_id,
                           std::uint32_t key_id, const core::Bytes& key, const std::string& broker_uri) {
-  auto tls = device_tls(dir, device_id, broker_uri);
-  if (!tls) return tl::unexpected(tls.error());
   gateway::Provisioning p;
   p.device_id = device_id;
   p.key_id = key_id;
   p.key = key;
   p.broker_uri = broker_uri;
   p.readings_topic = gateway::readings_topic_for(device_id);
-  if (*tls) {
-    p.ca_pem = std::move((*tls)->ca_pem);
-    p.cert_pem = std::move((*tls)->cert_pem);
-    p.key_pem = std::move((*tls)->key_pem);
+  if (auto s = add_device_tls(dir, p); !s) {
+    OPENSSL_cleanse(p.key.data(), p.key.size());
+    return s;
   }
   std::error_code ec;
   std::filesystem::create_directories(file.parent_path(), ec);

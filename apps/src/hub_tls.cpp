@@ -22,16 +22,18 @@ bool is_tls_uri(const std::string& broker_uri) {
   return broker_uri.rfind("ssl://", 0) == 0 || broker_uri.rfind("mqtts://", 0) == 0;
 }
 
-Result<std::optional<DeviceTls>> device_tls(const DataDir& dir, const std::string& device_id,
-                                            const std::string& broker_uri) {
-  if (!is_tls_uri(broker_uri)) return std::optional<DeviceTls>();
-  if (device_id == kHubIdentity || device_id == "telehub-broker")
+Status add_device_tls(const DataDir& dir, gateway::Provisioning& p) {
+  if (!is_tls_uri(p.broker_uri)) return {};
+  if (p.device_id == kHubIdentity || p.device_id == "telehub-broker")
     return core::fail(core::Code::kInvalidArgument, "bad_device", "a device cannot have the hub's identity");
   auto ca = pki::DevCa::open_or_create(dir.ca_dir());
   if (!ca) return tl::unexpected(ca.error());
-  auto id = ca->issue(device_id, pki::CertKind::kClient);
+  auto id = ca->issue(p.device_id, pki::CertKind::kClient);
   if (!id) return tl::unexpected(id.error());
-  return std::optional<DeviceTls>(DeviceTls{ca->ca_pem(), std::move(id->cert_pem), std::move(id->key_pem)});
+  p.ca_pem = ca->ca_pem();
+  p.cert_pem = std::move(id->cert_pem);
+  p.key_pem = std::move(id->key_pem);
+  return {};
 }
 
 }  // namespace telehub::apps

@@ -16,6 +16,7 @@
 
 #include "hub_files.h"
 #include "telehub/core/error.h"
+#include "telehub/gateway/provisioning.h"
 #include "telehub/pki/dev_ca.h"
 
 namespace telehub::apps {
@@ -37,13 +38,9 @@ struct HubTlsFiles {
 // Whether a broker URI needs TLS (ssl://, mqtts://).
 bool is_tls_uri(const std::string& broker_uri);
 
-struct DeviceTls {
-  std::string ca_pem, cert_pem, key_pem;
-};
-
-// For a TLS broker URI: a fresh client certificate for `device_id` from the development CA,
-// with the CA certificate. std::nullopt for a plain tcp:// URI. Refuses the hub identity.
-[[nodiscard]] Result<std::optional<DeviceTls>> device_tls(const DataDir& dir, const std::string& device_id,
-                                                          const std::string& broker_uri);
+// For a TLS broker URI (p.broker_uri ssl:// or mqtts://): puts a fresh client certificate for
+// p.device_id from the development CA, its key and the CA certificate into p's tls member.
+// Leaves p alone for a plain tcp:// URI. Refuses the hub's and the broker's identities.
+[[nodiscard]] Status add_device_tls(const DataDir& dir, gateway::Provisioning& p);
 
 }  // namespace telehub::apps

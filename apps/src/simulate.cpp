@@ -111,11 +111,7 @@ int cmd_simulate(int argc, char** argv) {
       p->broker_uri = broker_uri;  // the embedded broker may have moved since enrolment
       if (is_tls_uri(broker_uri) && !p->has_tls()) {
         // Enrolled for a plain broker (before TLS): give the device its certificate now.
-        auto tls = device_tls(*dir, p->device_id, broker_uri);
-        if (!tls) return fail_with(tls.error());
-        p->ca_pem = (*tls)->ca_pem;
-        p->cert_pem = (*tls)->cert_pem;
-        p->key_pem = (*tls)->key_pem;
+        if (auto s = add_device_tls(*dir, *p); !s) return fail_with(s.error());
         if (auto s = gateway::save_provisioning(file, *p); !s) return fail_with(s.error());
       }
       gateway::GatewayOptions go;

@@ -32,7 +32,6 @@
 #include <deque>
 #include <functional>
 #include <mutex>
-#include <thread>
 
 #include "telehub/core/log.h"
 #include "telehub/sqlite/sqlite.h"
