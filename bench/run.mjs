@@ -252,7 +252,7 @@ async function hubPhase(tpl, runDir, file, messages, readings, deadlineS) {
   const m = /stopped cleanly: (\d+) readings stored, (\d+) duplicates, (\d+) quarantined/.exec(s.child.err);
   const [msgs, distinct, first, last] = sql(db,
     'SELECT count(*), count(DISTINCT device_id || \':\' || sequence), min(received_ms), max(received_ms) FROM messages');
-  const [obs] = sql(db, 'SELECT count(*) FROM observations');
+  const [obs] = sql(db, 'SELECT coalesce(sum(readings), 0) FROM messages');
   const [quarantined] = sql(db, 'SELECT count(*) FROM quarantine');
   const seconds = (last - first) / 1000;
   const r = {

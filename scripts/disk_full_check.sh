@@ -89,7 +89,7 @@ hub_pid=""
 
 sent=$(cat "$WORK"/gateway-*.log | sed -n 's/^published sequence [0-9]* (\([0-9]*\) readings)$/\1/p' | awk '{ s += $1 } END { print s }')
 db=$DATA/telehub.db
-stored=$(sqlite3 "$db" 'SELECT count(*) FROM observations')
+stored=$(sqlite3 "$db" 'SELECT coalesce(sum(readings), 0) FROM messages')
 messages=$(sqlite3 "$db" 'SELECT count(*) FROM messages')
 complete=$(sqlite3 "$db" "SELECT count(*) FROM (SELECT device_id FROM messages GROUP BY device_id HAVING count(*) = $MESSAGES AND min(sequence) = 1 AND max(sequence) = $MESSAGES)")
 integrity=$(sqlite3 "$db" 'PRAGMA integrity_check')

@@ -141,6 +141,11 @@ core::Bytes Statement::column_blob(int i) const {
   auto* p = static_cast<const std::uint8_t*>(sqlite3_column_blob(stmt_, i));
   return p ? core::Bytes(p, p + sqlite3_column_bytes(stmt_, i)) : core::Bytes();
 }
+std::span<const std::uint8_t> Statement::column_blob_view(int i) const {
+  auto* p = static_cast<const std::uint8_t*>(sqlite3_column_blob(stmt_, i));
+  return p ? std::span<const std::uint8_t>(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, i)))
+           : std::span<const std::uint8_t>();
+}
 bool Statement::column_is_null(int i) const { return sqlite3_column_type(stmt_, i) == SQLITE_NULL; }
 
 // ---------------------------------------------------------------- Database

@@ -1,38 +1,60 @@
-// SQLite implementation of the measurement store. See store.h for the contract.
+// SQLite implementation of the measurement store. See store.h for the contract and
+// docs/storage.md for the layout and why.
 //
-// Layout (schema version 2):
+// Layout (schema version 3):
 //   subjects(pseudonym)                           pseudonyms only, never identifiers
+//   subject_keys(key, pseudonym)                  a small integer per pseudonym, for the tables below
 //   devices(id, subject, key_id, wrapped_key, prev_key_id, prev_wrapped_key,
 //           prev_valid_until_ms, enrolled_ms, active, revoked_ms)
 //                                                 keys only wrapped under the KEK (opaque here)
-//   messages(id, device_id, sequence, content_hash, received_ms)   UNIQUE(device_id, sequence)
-//   observations(id, message_id, subject, device_id, sequence, idx, code, value, unit,
-//                time_ms, components, received_ms)                 UNIQUE(message_id, idx)
+//   messages(id, device_id, sequence, content_hash, received_ms, subject_key, readings,
+//            first_ms, last_ms)                   UNIQUE(device_id, sequence): de-duplication
+//   log(message_id, subject_key, readings, data)  readings not yet compacted, one row per message
+//   chunks(id, subject_key, code, t0, t1, n, data) compacted series: per (subject, code),
+//                                                 time-ordered, compressed (series_codec.h)
+//   stats(key, value)                             'readings': readings stored
 //   quarantine(id, received_ms, topic, device_id, reason, detail, payload)
 //
-// Writes: every write is a job run by the single writer thread. The writer takes all queued
-// jobs (up to max_batch_messages), runs each inside its own SAVEPOINT within one transaction,
-// commits, and only then completes the jobs' promises. A job that fails is rolled back to its
-// savepoint without affecting the others; a failed COMMIT fails every job of the batch.
+// Observation ids: message id * 1024 + the reading's index in its message (a message holds at
+// most 1,000 readings), so an id never changes when its reading moves from the log into a chunk.
 //
-// Schema history: 1 stored device keys unwrapped (column `key`). 2 stores only wrapped keys
-// plus the previous key of a rotation and the revocation time. Migration 1 -> 2 refuses a
-// database that holds devices (their raw keys cannot be wrapped here: storage has no KEK,
-// and nothing was deployed with schema 1), and recreates the empty devices table otherwise.
-// The writer connection runs with secure_delete, so overwritten keys are zeroed in the file.
+// Writes: an append inserts one messages row and one log row (both appended at the end of their
+// B-trees) and two index entries. A compaction (a write job like any other, started by a
+// background thread when the log holds compact_after_readings readings, or by compact()) takes
+// the oldest log rows, groups their readings by series, appends them to each series' newest
+// chunk when they come after it (the chunk header keeps the encoder state, so no decoding) or
+// starts new chunks, and deletes the log rows: one transaction, so a reading is always either
+// in the log or in a chunk, never both or neither, whatever crashes when.
+//
+// Group commit: see SqliteStore::write(). A job that fails is rolled back to its savepoint
+// without affecting the others; a failed COMMIT fails every job of the batch.
+//
+// Schema history: 1 stored device keys unwrapped (column `key`). 2 stored only wrapped keys
+// plus the previous key of a rotation and the revocation time, and one row per observation
+// (observations table, rowid = FHIR id). 3 keeps the log and chunks. Migration 1 -> 2 refuses a
+// database that holds devices (their raw keys cannot be wrapped here: storage has no KEK, and
+// nothing was deployed with schema 1). Migration 2 -> 3 moves every observation into the log
+// (compacted afterwards like new readings); observation ids change to the scheme above.
+// The writer connection runs with secure_delete=FAST, so overwritten keys are zeroed in place.
 
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cinttypes>
-#include <cstring>
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <functional>
+#include <map>
 #include <mutex>
+#include <thread>
+#include <unordered_map>
 
+#include "series_codec.h"
 #include "telehub/core/log.h"
 #include "telehub/sqlite/sqlite.h"
 #include "telehub/storage/store.h"
@@ -42,13 +64,20 @@ namespace {
 
 using core::Code;
 
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
+constexpr std::int64_t kIdsPerMessage = 1024;      // > envelope::kMaxReadingsPerPayload
+constexpr std::int64_t kMaxChunkSpanMs = 86'400'000;  // a chunk covers at most one day
+constexpr std::size_t kMaxChunkBytes = 3'900;         // a chunk row fits in one 4 KiB page
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS subjects(
   pseudonym TEXT PRIMARY KEY,
   created_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS subject_keys(
+  key INTEGER PRIMARY KEY,
+  pseudonym TEXT NOT NULL UNIQUE
+);
 CREATE TABLE IF NOT EXISTS devices(
   id TEXT PRIMARY KEY,
   subject TEXT NOT NULL REFERENCES subjects(pseudonym),
@@ -66,27 +95,37 @@ CREATE TABLE IF NOT EXISTS messages(
   id INTEGER PRIMARY KEY,
   device_id TEXT NOT NULL,
   sequence INTEGER NOT NULL,
-  content_hash TEXT NOT NULL,
+  content_hash BLOB NOT NULL,
   received_ms INTEGER NOT NULL,
+  subject_key INTEGER NOT NULL,
+  readings INTEGER NOT NULL,
+  first_ms INTEGER NOT NULL,
+  last_ms INTEGER NOT NULL,
   UNIQUE(device_id, sequence)
 );
-CREATE TABLE IF NOT EXISTS observations(
-  id INTEGER PRIMARY KEY,
-  message_id INTEGER NOT NULL REFERENCES messages(id),
-  subject TEXT NOT NULL,
-  device_id TEXT NOT NULL,
-  sequence INTEGER NOT NULL,
-  idx INTEGER NOT NULL,
-  code TEXT NOT NULL,
-  value REAL,
-  unit TEXT NOT NULL,
-  time_ms INTEGER NOT NULL,
-  components TEXT,
-  received_ms INTEGER NOT NULL,
-  UNIQUE(message_id, idx)
+CREATE TABLE IF NOT EXISTS log(
+  message_id INTEGER PRIMARY KEY,
+  subject_key INTEGER NOT NULL,
+  readings INTEGER NOT NULL,
+  data BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS observations_subject_time ON observations(subject, time_ms, id);
-CREATE INDEX IF NOT EXISTS observations_subject_code_time ON observations(subject, code, time_ms, id);
+CREATE INDEX IF NOT EXISTS log_subject ON log(subject_key, message_id);
+CREATE TABLE IF NOT EXISTS chunks(
+  id INTEGER PRIMARY KEY,
+  subject_key INTEGER NOT NULL,
+  code TEXT NOT NULL,
+  t0 INTEGER NOT NULL,
+  t1 INTEGER NOT NULL,
+  n INTEGER NOT NULL,
+  data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_series ON chunks(subject_key, code, t1);
+CREATE INDEX IF NOT EXISTS chunks_subject ON chunks(subject_key, t1);
+CREATE TABLE IF NOT EXISTS stats(
+  key TEXT PRIMARY KEY,
+  value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO stats(key, value) VALUES('readings', 0);
 CREATE TABLE IF NOT EXISTS quarantine(
   id INTEGER PRIMARY KEY,
   received_ms INTEGER NOT NULL,
@@ -99,20 +138,9 @@ CREATE TABLE IF NOT EXISTS quarantine(
 CREATE INDEX IF NOT EXISTS quarantine_reason ON quarantine(reason);
 )sql";
 
-// Components are stored as "code|value|unit;code|value|unit". LOINC codes and UCUM units
-// never contain '|' or ';' (the hub validates codes and units before storing).
-std::string encode_components(const std::vector<core::Component>& components) {
-  std::string out;
-  char num[40];
-  for (const auto& c : components) {
-    if (!out.empty()) out += ';';
-    std::snprintf(num, sizeof num, "%.17g", c.value);
-    out += c.code + '|' + num + '|' + c.unit;
-  }
-  return out;
-}
-
-std::vector<core::Component> decode_components(std::string_view text) {
+// Schema 2 stored panel components as "code|value|unit;code|value|unit" (read by the
+// migration only).
+std::vector<core::Component> decode_v2_components(std::string_view text) {
   std::vector<core::Component> out;
   while (!text.empty()) {
     auto end = text.find(';');
@@ -132,12 +160,46 @@ std::vector<core::Component> decode_components(std::string_view text) {
   return out;
 }
 
+// Codes and units with '|' or ';' are refused (the contract of schema 2, kept).
 bool storable_text(std::string_view s) { return s.find('|') == s.npos && s.find(';') == s.npos; }
 
-// A unit of work for the writer thread. `run` executes inside a savepoint; its result is
-// delivered only after the enclosing transaction committed.
+// The content hash as stored: 32 bytes when it is the usual 64 lowercase hex digits of a
+// SHA-256 (half the bytes), else the text itself (tests and tools use other strings). The
+// stored form keeps SQLite's type, so the two never compare equal.
+struct StoredHash {
+  bool binary = false;
+  core::Bytes bytes;
+};
+StoredHash stored_hash(std::string_view hex) {
+  StoredHash h;
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  if (hex.size() == 64) {
+    h.bytes.reserve(32);
+    for (std::size_t i = 0; i < 64; i += 2) {
+      const int a = nibble(hex[i]), b = nibble(hex[i + 1]);
+      if (a < 0 || b < 0) break;
+      h.bytes.push_back(static_cast<std::uint8_t>(a * 16 + b));
+    }
+    if (h.bytes.size() == 32) {
+      h.binary = true;
+      return h;
+    }
+  }
+  h.bytes.assign(hex.begin(), hex.end());
+  return h;
+}
+void bind_hash(sqlite::Statement& st, int index, const StoredHash& h) {
+  if (h.binary) st.bind_blob(index, h.bytes);
+  else st.bind(index, std::string_view(reinterpret_cast<const char*>(h.bytes.data()), h.bytes.size()));
+}
+
 // One caller's write, waiting in SqliteStore::writers_ until a leader (the caller at the front
-// of the queue) has committed it.
+// of the queue) has committed it. `run` executes inside a savepoint; its result is delivered
+// only after the enclosing transaction committed.
 struct WriteJob {
   std::function<Result<std::int64_t>(sqlite::Database&)> run;
   std::optional<Result<std::int64_t>> result;  // set when done; guarded by SqliteStore::mutex_
@@ -186,11 +248,15 @@ class SqliteQuarantine final : public Quarantine {
   SqliteStore& store_;
 };
 
+Result<std::int64_t> scalar(sqlite::Database& db, std::string_view sql, std::optional<std::string_view> arg = {});
+Result<std::int64_t> compact_oldest(sqlite::Database& db, std::size_t max_readings);
+
 class SqliteStore final : public Store {
  public:
-  SqliteStore(StoreOptions options, const core::Clock& clock, sqlite::Database writer)
+  SqliteStore(StoreOptions options, const core::Clock& clock, sqlite::Database writer, std::int64_t log_readings)
       : options_(std::move(options)), clock_(clock), writer_db_(std::move(writer)),
-        observations_(*this), registry_(*this), quarantine_(*this) {
+        observations_(*this), registry_(*this), quarantine_(*this), log_readings_(log_readings) {
+    if (options_.compact_after_readings > 0) compactor_ = std::thread([this] { compactor_loop(); });
   }
   ~SqliteStore() override {
     close();
@@ -219,19 +285,67 @@ class SqliteStore final : public Store {
     return {};
   }
 
+  Result<std::int64_t> compact() override {
+    std::int64_t moved = 0;
+    for (;;) {
+      auto r = compact_once();
+      if (!r) return r;
+      if (*r == 0) return moved;
+      moved += *r;
+    }
+  }
+
   ObservationStore& observations() override { return observations_; }
   Registry& registry() override { return registry_; }
   Quarantine& quarantine() override { return quarantine_; }
 
-  // Later appends fail with unavailable/closed; waits until every write already queued has
-  // committed (a leader is committing it).
+  // Stops background compaction (after the job in progress), then: later appends fail with
+  // unavailable/closed; waits until every write already queued has committed.
   void close() override {
+    {
+      std::lock_guard lock(compact_mutex_);
+      stop_compactor_ = true;
+    }
+    compact_cv_.notify_all();
+    if (compactor_.joinable()) compactor_.join();
     std::unique_lock lock(mutex_);
     closing_ = true;
     cv_.wait(lock, [this] { return writers_.empty(); });
   }
 
   const core::Clock& clock() const { return clock_; }
+
+  // An append committed `readings` more readings into the log.
+  void logged(std::int64_t readings) {
+    const auto now = log_readings_.fetch_add(readings) + readings;
+    if (options_.compact_after_readings > 0 && now >= static_cast<std::int64_t>(options_.compact_after_readings))
+      compact_cv_.notify_one();
+  }
+
+  // The subject's key, created in the current transaction when new. Only the leader (inside a
+  // write job) calls this. Keys created by a transaction that does not commit must not stay
+  // cached: they are pending until commit_batch() sees the COMMIT succeed.
+  Result<std::int64_t> subject_key(sqlite::Database& db, const std::string& pseudonym) {
+    if (auto it = subject_keys_.find(pseudonym); it != subject_keys_.end()) return it->second;
+    if (auto it = pending_keys_.find(pseudonym); it != pending_keys_.end()) return it->second;
+    auto find = db.prepare("SELECT key FROM subject_keys WHERE pseudonym=?1");
+    if (!find) return tl::unexpected(find.error());
+    find->bind(1, std::string_view(pseudonym));
+    auto row = find->step();
+    if (!row) return tl::unexpected(row.error());
+    std::int64_t key = 0;
+    if (*row) {
+      key = find->column_int64(0);
+    } else {
+      auto ins = db.prepare("INSERT INTO subject_keys(pseudonym) VALUES(?1)");
+      if (!ins) return tl::unexpected(ins.error());
+      ins->bind(1, std::string_view(pseudonym));
+      if (auto s = ins->run(); !s) return tl::unexpected(s.error());
+      key = db.last_insert_rowid();
+    }
+    pending_keys_.emplace(pseudonym, key);
+    return key;
+  }
 
   // Group commit without a writer thread (the scheme of LevelDB's DBImpl::Write): the caller
   // queues its job; the caller at the front of the queue is the leader and commits, on its own
@@ -263,7 +377,7 @@ class SqliteStore final : public Store {
     return std::move(*job.result);
   }
 
-  // Runs fn with a pooled read connection.
+  // Runs fn with a pooled read connection, inside one read transaction.
   template <class F>
   auto read(F&& fn) -> decltype(fn(std::declval<sqlite::Database&>())) {
     std::optional<sqlite::Database> db;
@@ -281,21 +395,59 @@ class SqliteStore final : public Store {
       if (!opened) return tl::unexpected(opened.error());
       db.emplace(std::move(*opened));
     }
+    // One read transaction, so every statement of fn sees the same snapshot (a reading moves
+    // from the log into a chunk in one commit: two snapshots could see it twice or not at all).
+    if (auto begin = db->exec("BEGIN"); !begin) return tl::unexpected(begin.error());
     auto result = fn(*db);
+    if (auto end = db->exec("COMMIT"); !end) {
+      (void)db->exec("ROLLBACK");
+      if (result) return tl::unexpected(end.error());
+    }
     std::lock_guard lock(readers_mutex_);
     if (readers_.size() < 8) readers_.push_back(std::move(*db));
     return result;
   }
 
  private:
-  // Runs on the leader's thread; only the leader touches writer_db_.
+  // One compaction transaction (at most compact_batch_readings readings, at least one message).
+  Result<std::int64_t> compact_once() {
+    const std::size_t max = options_.compact_batch_readings;
+    auto r = write([max](sqlite::Database& db) { return compact_oldest(db, max); });
+    if (r && *r > 0) log_readings_.fetch_sub(*r);
+    return r;
+  }
+
+  void compactor_loop() {
+    std::unique_lock lock(compact_mutex_);
+    const auto threshold = static_cast<std::int64_t>(options_.compact_after_readings);
+    while (!stop_compactor_) {
+      // The timeout covers a notification sent between our check and our wait.
+      compact_cv_.wait_for(lock, std::chrono::seconds(1),
+                           [&] { return stop_compactor_ || log_readings_.load() >= threshold; });
+      if (stop_compactor_ || log_readings_.load() < threshold) continue;
+      lock.unlock();
+      auto r = compact_once();
+      lock.lock();
+      if (!r) {
+        if (r.error().reason != "closed")
+          core::log_warn("storage", "compaction failed (retrying in 1 s): " + r.error().to_string());
+        compact_cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stop_compactor_; });
+      } else if (*r == 0) {
+        log_readings_.store(0);  // another process compacted the log meanwhile
+      }
+    }
+  }
+
+  // Runs on the leader's thread; only the leader touches writer_db_ and the key caches.
   std::vector<Result<std::int64_t>> commit_batch(const std::vector<WriteJob*>& batch) {
     std::vector<Result<std::int64_t>> results;
     results.reserve(batch.size());
+    pending_keys_.clear();
     if (auto begin = writer_db_.exec("BEGIN IMMEDIATE"); !begin) {
       for (std::size_t i = 0; i < batch.size(); ++i) results.push_back(tl::unexpected(begin.error()));
       return results;
     }
+    bool rolled_back = false;
     for (auto* job : batch) {
       Result<std::int64_t> r = core::fail(Code::kInternal, "db_error", "savepoint failed");
       if (writer_db_.exec("SAVEPOINT job")) {
@@ -305,6 +457,7 @@ class SqliteStore final : public Store {
         } else {
           (void)writer_db_.exec("ROLLBACK TO job");
           (void)writer_db_.exec("RELEASE job");
+          rolled_back = true;
         }
       }
       results.push_back(std::move(r));
@@ -313,7 +466,16 @@ class SqliteStore final : public Store {
       core::log_error("storage", "commit failed: " + commit.error().to_string());
       (void)writer_db_.exec("ROLLBACK");
       for (auto& r : results) r = tl::unexpected(commit.error());
+      pending_keys_.clear();
+      return results;
     }
+    // A rolled-back job may have created keys that no longer exist: forget them all (they
+    // are looked up again; the committed ones are found).
+    if (!rolled_back) {
+      if (subject_keys_.size() > 100'000) subject_keys_.clear();  // bounded: ~10 MB
+      subject_keys_.merge(pending_keys_);
+    }
+    pending_keys_.clear();
     return results;
   }
 
@@ -329,11 +491,21 @@ class SqliteStore final : public Store {
   std::deque<WriteJob*> writers_;  // guarded by mutex_; front = the leader
   bool closing_ = false;           // guarded by mutex_
 
+  // Leader only.
+  std::unordered_map<std::string, std::int64_t> subject_keys_;
+  std::unordered_map<std::string, std::int64_t> pending_keys_;
+
   std::mutex readers_mutex_;
   std::vector<sqlite::Database> readers_;
 
   std::mutex sync_mutex_;
   int wal_fd_ = -1;  // guarded by sync_mutex_
+
+  std::atomic<std::int64_t> log_readings_;  // readings in the log (this process's view)
+  std::mutex compact_mutex_;
+  std::condition_variable compact_cv_;
+  bool stop_compactor_ = false;  // guarded by compact_mutex_
+  std::thread compactor_;
 };
 
 // ---------------------------------------------------------------- observations
@@ -342,8 +514,48 @@ constexpr std::int64_t kDuplicate = -1;
 constexpr std::int64_t kConflict = -2;
 constexpr std::int64_t kOutside = -3;
 
+// Inserts one message and its log row (inside a write job). Shared by append() and the
+// schema 2 -> 3 migration. Returns the message id.
+Result<std::int64_t> insert_message(sqlite::Database& db, std::optional<std::int64_t> id, std::string_view device_id,
+                                    std::int64_t sequence, const StoredHash& hash, std::int64_t received_ms,
+                                    std::int64_t subject_key, const std::vector<const core::Reading*>& readings) {
+  std::int64_t first = INT64_MAX, last = INT64_MIN;
+  for (const auto* r : readings) {
+    first = std::min(first, core::to_unix_millis(r->time));
+    last = std::max(last, core::to_unix_millis(r->time));
+  }
+  if (readings.empty()) first = last = 0;
+  auto msg = db.prepare(
+      "INSERT INTO messages(id, device_id, sequence, content_hash, received_ms, subject_key, readings, first_ms, last_ms)"
+      " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+  if (!msg) return tl::unexpected(msg.error());
+  if (id) msg->bind(1, *id); else msg->bind_null(1);
+  msg->bind(2, device_id).bind(3, sequence);
+  bind_hash(*msg, 4, hash);
+  msg->bind(5, received_ms).bind(6, subject_key).bind(7, static_cast<std::int64_t>(readings.size()));
+  msg->bind(8, first).bind(9, last);
+  if (auto s = msg->run(); !s) return tl::unexpected(s.error());
+  const auto message_id = db.last_insert_rowid();
+  if (readings.empty()) return message_id;
+
+  auto log = db.prepare("INSERT INTO log(message_id, subject_key, readings, data) VALUES(?1, ?2, ?3, ?4)");
+  if (!log) return tl::unexpected(log.error());
+  const auto data = codec::encode_log(readings);
+  log->bind(1, message_id).bind(2, subject_key).bind(3, static_cast<std::int64_t>(readings.size())).bind_blob(4, data);
+  if (auto s = log->run(); !s) return tl::unexpected(s.error());
+  auto stats = db.prepare("UPDATE stats SET value=value+?1 WHERE key='readings'");
+  if (!stats) return tl::unexpected(stats.error());
+  stats->bind(1, static_cast<std::int64_t>(readings.size()));
+  if (auto s = stats->run(); !s) return tl::unexpected(s.error());
+  return message_id;
+}
+
 Result<AppendOutcome> SqliteObservations::append(MessageBatch batch) {
   if (batch.readings.empty()) return core::fail(Code::kInvalidArgument, "bad_batch", "message has no readings");
+  if (batch.readings.size() >= static_cast<std::size_t>(kIdsPerMessage))
+    return core::fail(Code::kInvalidArgument, "bad_batch", "a message holds at most 1023 readings");
+  std::vector<const core::Reading*> readings;
+  readings.reserve(batch.readings.size());
   for (const auto& r : batch.readings) {
     if (r.subject() != batch.readings.front().subject())
       return core::fail(Code::kInvalidArgument, "bad_batch", "readings of one message must share a subject");
@@ -352,15 +564,25 @@ Result<AppendOutcome> SqliteObservations::append(MessageBatch batch) {
     for (const auto& c : r.reading().components)
       if (!storable_text(c.code) || !storable_text(c.unit))
         return core::fail(Code::kInvalidArgument, "bad_batch", "component code or unit contains '|' or ';'");
+    readings.push_back(&r.reading());
   }
-  auto result = store_.write([&batch](sqlite::Database& db) -> Result<std::int64_t> {
+  const StoredHash hash = stored_hash(batch.content_hash);
+  const std::string subject = batch.readings.front().subject().str();
+  auto result = store_.write([&](sqlite::Database& db) -> Result<std::int64_t> {
     const auto seq = static_cast<std::int64_t>(batch.sequence);
-    auto find = db.prepare("SELECT content_hash FROM messages WHERE device_id=?1 AND sequence=?2");
+    auto find = db.prepare("SELECT typeof(content_hash)='blob', content_hash FROM messages WHERE device_id=?1 AND sequence=?2");
     if (!find) return tl::unexpected(find.error());
     find->bind(1, std::string_view(batch.device_id)).bind(2, seq);
     auto row = find->step();
     if (!row) return tl::unexpected(row.error());
-    if (*row) return find->column_text(0) == batch.content_hash ? kDuplicate : kConflict;
+    if (*row) {
+      // Same type and bytes: a binary hash equals only a binary hash.
+      const bool is_blob = find->column_int64(0) != 0;
+      const bool same = is_blob == hash.binary && find->column_blob(1) == hash.bytes;
+      find->reset();
+      return same ? kDuplicate : kConflict;
+    }
+    find->reset();
     if (batch.sequence_window > 0) {
       // An index seek on UNIQUE(device_id, sequence).
       auto top = db.prepare("SELECT max(sequence) FROM messages WHERE device_id=?1");
@@ -373,107 +595,366 @@ Result<AppendOutcome> SqliteObservations::append(MessageBatch batch) {
         if (highest > batch.sequence && highest - batch.sequence > batch.sequence_window) return kOutside;
       }
     }
-
-    const auto received = core::to_unix_millis(batch.received_at);
-    auto msg = db.prepare(
-        "INSERT INTO messages(device_id, sequence, content_hash, received_ms) VALUES(?1, ?2, ?3, ?4)");
-    if (!msg) return tl::unexpected(msg.error());
-    msg->bind(1, std::string_view(batch.device_id)).bind(2, seq).bind(3, std::string_view(batch.content_hash)).bind(4, received);
-    if (auto s = msg->run(); !s) return tl::unexpected(s.error());
-    const auto message_id = db.last_insert_rowid();
-
-    auto obs = db.prepare(
-        "INSERT INTO observations(message_id, subject, device_id, sequence, idx, code, value, unit, time_ms,"
-        " components, received_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
-    if (!obs) return tl::unexpected(obs.error());
-    std::int64_t idx = 0;
-    for (const auto& pr : batch.readings) {
-      const auto& r = pr.reading();
-      obs->reset();
-      obs->bind(1, message_id).bind(2, std::string_view(pr.subject().str())).bind(3, std::string_view(batch.device_id));
-      obs->bind(4, seq).bind(5, idx++).bind(6, std::string_view(r.code));
-      if (r.value) obs->bind(7, *r.value); else obs->bind_null(7);
-      obs->bind(8, std::string_view(r.unit)).bind(9, core::to_unix_millis(r.time));
-      if (r.components.empty()) obs->bind_null(10); else obs->bind(10, std::string_view(encode_components(r.components)));
-      obs->bind(11, received);
-      if (auto s = obs->run(); !s) return tl::unexpected(s.error());
-    }
-    return message_id;
+    auto key = store_.subject_key(db, subject);
+    if (!key) return tl::unexpected(key.error());
+    return insert_message(db, std::nullopt, batch.device_id, seq, hash, core::to_unix_millis(batch.received_at), *key,
+                          readings);
   });
   if (!result) return tl::unexpected(result.error());
   if (*result == kDuplicate) return AppendOutcome::kDuplicate;
   if (*result == kConflict) return AppendOutcome::kConflict;
   if (*result == kOutside) return AppendOutcome::kOutsideWindow;
+  store_.logged(static_cast<std::int64_t>(readings.size()));
   return AppendOutcome::kStored;
 }
 
-constexpr const char* kObservationColumns =
-    "SELECT id, subject, device_id, sequence, code, value, unit, time_ms, components, received_ms FROM observations ";
+// ---------------------------------------------------------------- compaction
 
-StoredObservation row_to_observation(const sqlite::Statement& st) {
+// One series' points from the log rows being compacted.
+struct LogPoint {
+  std::int64_t time;
+  std::int64_t id;
+  const codec::LogReading* reading;
+};
+
+Status write_chunk(sqlite::Database& db, std::int64_t subject_key, const std::string& code, std::int64_t chunk_id,
+                   const codec::ChunkBuilder& b) {
+  const auto data = b.finish();
+  if (chunk_id != 0) {
+    auto st = db.prepare("UPDATE chunks SET t1=?2, n=?3, data=?4 WHERE id=?1");
+    if (!st) return tl::unexpected(st.error());
+    st->bind(1, chunk_id).bind(2, b.last_time()).bind(3, static_cast<std::int64_t>(b.size())).bind_blob(4, data);
+    return st->run();
+  }
+  auto st = db.prepare("INSERT INTO chunks(subject_key, code, t0, t1, n, data) VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
+  if (!st) return tl::unexpected(st.error());
+  st->bind(1, subject_key).bind(2, std::string_view(code)).bind(3, b.first_time()).bind(4, b.last_time());
+  st->bind(5, static_cast<std::int64_t>(b.size())).bind_blob(6, data);
+  return st->run();
+}
+
+Status compact_series(sqlite::Database& db, std::int64_t subject_key, const std::string& code,
+                      std::vector<LogPoint>& points) {
+  std::sort(points.begin(), points.end(),
+            [](const LogPoint& a, const LogPoint& b) { return std::tie(a.time, a.id) < std::tie(b.time, b.id); });
+  std::optional<codec::ChunkBuilder> open;
+  std::int64_t open_id = 0;  // the stored chunk `open` continues; 0 = a new chunk
+
+  // Continue the series' newest chunk when every point comes after it.
+  auto tail = db.prepare("SELECT id, t1, data FROM chunks WHERE subject_key=?1 AND code=?2 ORDER BY t1 DESC LIMIT 1");
+  if (!tail) return tl::unexpected(tail.error());
+  tail->bind(1, subject_key).bind(2, std::string_view(code));
+  auto row = tail->step();
+  if (!row) return tl::unexpected(row.error());
+  if (*row && tail->column_int64(1) <= points.front().time) {
+    open = codec::ChunkBuilder::resume(tail->column_blob_view(2));
+    if (!open) return core::fail(Code::kDataLoss, "db_corrupt", "a stored chunk does not decode");
+    open_id = tail->column_int64(0);
+  }
+  tail->reset();
+
+  std::vector<double> values;
+  for (std::size_t i = 0; i < points.size(); ++i) {
+    const auto& p = points[i];
+    values.clear();
+    values.assign(p.reading->values.begin(), p.reading->values.end());
+    const bool fits = open && open->shape() == p.reading->shape && p.time - open->first_time() <= kMaxChunkSpanMs &&
+                      open->encoded_size() + 16 + 10 * values.size() <= kMaxChunkBytes;
+    if (fits && open->append(p.time, p.id, values)) continue;
+    if (open) {
+      if (auto s = write_chunk(db, subject_key, code, open_id, *open); !s) return s;
+    }
+    // A new chunk, at the widest scale the next points of this shape need.
+    std::uint8_t scale = 0;
+    for (std::size_t j = i; j < points.size() && j < i + 256; ++j) {
+      if (!(points[j].reading->shape == p.reading->shape)) break;
+      for (double v : points[j].reading->values) scale = codec::wider_scale(scale, codec::scale_for(v));
+    }
+    open.emplace(p.reading->shape, scale);
+    open_id = 0;
+    if (!open->append(p.time, p.id, values)) {
+      open.emplace(p.reading->shape, codec::kRawScale);
+      (void)open->append(p.time, p.id, values);  // a raw chunk takes any value
+    }
+  }
+  if (open) return write_chunk(db, subject_key, code, open_id, *open);
+  return {};
+}
+
+// Moves the oldest log rows (at least one, then up to max_readings readings) into chunks and
+// deletes them, inside the caller's transaction. Returns the readings moved (0: log empty).
+Result<std::int64_t> compact_oldest(sqlite::Database& db, std::size_t max_readings) {
+  auto st = db.prepare("SELECT message_id, subject_key, readings, data FROM log ORDER BY message_id LIMIT 4096");
+  if (!st) return tl::unexpected(st.error());
+  std::deque<std::vector<codec::LogReading>> decoded;
+  std::map<std::pair<std::int64_t, std::string>, std::vector<LogPoint>> series;
+  std::int64_t moved = 0, last_message = 0;
+  for (;;) {
+    auto row = st->step();
+    if (!row) return tl::unexpected(row.error());
+    if (!*row) break;
+    const auto message_id = st->column_int64(0);
+    const auto subject_key = st->column_int64(1);
+    auto& readings = decoded.emplace_back();
+    if (!codec::decode_log(st->column_blob_view(3), readings))
+      return core::fail(Code::kDataLoss, "db_corrupt", "log entry of message " + std::to_string(message_id) +
+                                                           " does not decode");
+    for (std::size_t idx = 0; idx < readings.size(); ++idx) {
+      const auto& r = readings[idx];
+      series[{subject_key, r.code}].push_back(
+          {r.time_ms, message_id * kIdsPerMessage + static_cast<std::int64_t>(idx), &r});
+    }
+    moved += static_cast<std::int64_t>(readings.size());
+    last_message = message_id;
+    if (static_cast<std::size_t>(moved) >= max_readings) break;
+  }
+  st->reset();
+  if (moved == 0) return 0;
+  for (auto& [key, points] : series)
+    if (auto s = compact_series(db, key.first, key.second, points); !s) return tl::unexpected(s.error());
+  auto del = db.prepare("DELETE FROM log WHERE message_id <= ?1");
+  if (!del) return tl::unexpected(del.error());
+  del->bind(1, last_message);
+  if (auto s = del->run(); !s) return tl::unexpected(s.error());
+  return moved;
+}
+
+// ---------------------------------------------------------------- reads
+
+// A reading found by a search or get(), before it becomes a StoredObservation.
+struct Found {
+  std::int64_t time;
+  std::int64_t id;
+  const std::string* code;
+  const codec::Shape* shape;
+  const double* values;
+};
+
+bool found_before(const Found& a, const Found& b) { return std::tie(a.time, a.id) < std::tie(b.time, b.id); }
+
+// Decoded log rows and chunks that Found entries point into (stable addresses).
+struct Decoded {
+  std::deque<std::vector<codec::LogReading>> logs;
+  std::deque<codec::DecodedChunk> chunks;
+  std::deque<std::string> codes;
+};
+
+Result<std::optional<std::int64_t>> find_subject_key(sqlite::Database& db, std::string_view pseudonym) {
+  auto st = db.prepare("SELECT key FROM subject_keys WHERE pseudonym=?1");
+  if (!st) return tl::unexpected(st.error());
+  st->bind(1, pseudonym);
+  auto row = st->step();
+  if (!row) return tl::unexpected(row.error());
+  if (!*row) return std::optional<std::int64_t>();
+  return std::optional<std::int64_t>(st->column_int64(0));
+}
+
+// Device, sequence and receipt time of each message of a page (one look-up per message).
+class MessageInfo {
+ public:
+  explicit MessageInfo(sqlite::Database& db) : db_(db) {}
+  Status fill(StoredObservation& o) {
+    const auto message_id = o.id / kIdsPerMessage;
+    auto it = cache_.find(message_id);
+    if (it == cache_.end()) {
+      auto st = db_.prepare("SELECT device_id, sequence, received_ms FROM messages WHERE id=?1");
+      if (!st) return tl::unexpected(st.error());
+      st->bind(1, message_id);
+      auto row = st->step();
+      if (!row) return tl::unexpected(row.error());
+      if (!*row) return core::fail(Code::kDataLoss, "db_corrupt", "a reading without its message");
+      it = cache_.emplace(message_id, Info{st->column_text(0), static_cast<std::uint64_t>(st->column_int64(1)),
+                                           st->column_int64(2)}).first;
+    }
+    o.reading.device = it->second.device;
+    o.reading.sequence = it->second.sequence;
+    o.received_at = core::from_unix_millis(it->second.received_ms);
+    return {};
+  }
+
+ private:
+  struct Info {
+    std::string device;
+    std::uint64_t sequence;
+    std::int64_t received_ms;
+  };
+  sqlite::Database& db_;
+  std::unordered_map<std::int64_t, Info> cache_;
+};
+
+Result<StoredObservation> to_observation(const Found& f, const std::string& subject, MessageInfo& info) {
   StoredObservation o;
-  o.id = st.column_int64(0);
-  o.reading.subject = st.column_text(1);
-  o.reading.device = st.column_text(2);
-  o.reading.sequence = static_cast<std::uint64_t>(st.column_int64(3));
-  o.reading.code = st.column_text(4);
-  if (!st.column_is_null(5)) o.reading.value = st.column_double(5);
-  o.reading.unit = st.column_text(6);
-  o.reading.time = core::from_unix_millis(st.column_int64(7));
-  if (!st.column_is_null(8)) o.reading.components = decode_components(st.column_text(8));
-  o.received_at = core::from_unix_millis(st.column_int64(9));
+  o.id = f.id;
+  o.reading.subject = subject;
+  o.reading.code = *f.code;
+  o.reading.time = core::from_unix_millis(f.time);
+  codec::fill_reading(*f.shape, f.values, o.reading);
+  if (auto s = info.fill(o); !s) return tl::unexpected(s.error());
   return o;
 }
 
 Result<ObservationPage> SqliteObservations::search(const ObservationQuery& q) {
   if (q.limit < 1 || q.limit > 1000) return core::fail(Code::kInvalidArgument, "bad_query", "limit must be 1..1000");
   return store_.read([&q](sqlite::Database& db) -> Result<ObservationPage> {
-    // Two fixed statements (with and without code) so each can use its own index.
-    // `time_ms >= max(from, cursor time)` is implied by the two conditions beside it, and it is
-    // what lets the index seek to the cursor: with `time_ms >= from` alone SQLite starts the
-    // range scan at `from` and filters the row value, so each page rescanned everything before
-    // its cursor (a page deep into a long series cost ~200x the first one).
-    std::string sql = kObservationColumns;
-    sql += q.code ? "WHERE subject=?1 AND code=?2 " : "WHERE subject=?1 AND ?2 IS NULL ";
-    sql += "AND time_ms >= max(?3, ?5) AND time_ms < ?4 AND (time_ms, id) > (?5, ?6) ORDER BY time_ms, id LIMIT ?7";
-    auto st = db.prepare(sql);
-    if (!st) return tl::unexpected(st.error());
-    st->bind(1, std::string_view(q.subject));
-    if (q.code) st->bind(2, std::string_view(*q.code)); else st->bind_null(2);
-    st->bind(3, q.from ? core::to_unix_millis(*q.from) : INT64_MIN);
-    st->bind(4, q.to ? core::to_unix_millis(*q.to) : INT64_MAX);
-    st->bind(5, q.after ? q.after->time_ms : INT64_MIN);
-    st->bind(6, q.after ? q.after->id : INT64_MIN);
-    st->bind(7, static_cast<std::int64_t>(q.limit) + 1);
     ObservationPage page;
+    auto key = find_subject_key(db, q.subject);
+    if (!key) return tl::unexpected(key.error());
+    if (!*key) return page;
+    // Readings qualify when from <= time < to and (time, id) > cursor.
+    const std::int64_t from = q.from ? core::to_unix_millis(*q.from) : INT64_MIN;
+    const std::int64_t to = q.to ? core::to_unix_millis(*q.to) : INT64_MAX;
+    const std::int64_t lo = q.after ? std::max(from, q.after->time_ms) : from;
+    auto qualifies = [&](std::int64_t time, std::int64_t id) {
+      if (time < lo || time >= to) return false;
+      return !q.after || std::tie(time, id) > std::tie(q.after->time_ms, q.after->id);
+    };
+    const std::size_t want = q.limit + 1;
+    Decoded decoded;
+    std::vector<Found> found;
+
+    // 1. Readings still in the log (few: compaction keeps it short).
+    auto logs = db.prepare("SELECT message_id, data FROM log WHERE subject_key=?1");
+    if (!logs) return tl::unexpected(logs.error());
+    logs->bind(1, **key);
     for (;;) {
-      auto row = st->step();
+      auto row = logs->step();
       if (!row) return tl::unexpected(row.error());
       if (!*row) break;
-      page.items.push_back(row_to_observation(*st));
+      const auto message_id = logs->column_int64(0);
+      auto& readings = decoded.logs.emplace_back();
+      if (!codec::decode_log(logs->column_blob_view(1), readings))
+        return core::fail(Code::kDataLoss, "db_corrupt", "a log entry does not decode");
+      for (std::size_t idx = 0; idx < readings.size(); ++idx) {
+        const auto& r = readings[idx];
+        const auto id = message_id * kIdsPerMessage + static_cast<std::int64_t>(idx);
+        if ((q.code && r.code != *q.code) || !qualifies(r.time_ms, id)) continue;
+        found.push_back({r.time_ms, id, &r.code, &r.shape, r.values.data()});
+      }
     }
-    if (page.items.size() > q.limit) {
-      page.items.pop_back();
-      const auto& last = page.items.back();
-      page.next = Cursor{core::to_unix_millis(last.reading.time), last.id};
+    logs->reset();
+
+    // 2. Chunks, in order of their last time from `lo` on. A chunk spans at most
+    // kMaxChunkSpanMs, so once `want` readings are found and a chunk's t1 lies more than that
+    // beyond the latest of them, neither it nor any later chunk can hold a better one: a page
+    // deep into a long series decodes about as much as the first page.
+    std::string sql = "SELECT code, t0, t1, data FROM chunks WHERE subject_key=?1 AND ";
+    sql += q.code ? "code=?2 " : "?2 IS NULL ";
+    sql += "AND t1 >= ?3 AND t0 < ?4 ORDER BY t1";
+    auto chunks = db.prepare(sql);
+    if (!chunks) return tl::unexpected(chunks.error());
+    chunks->bind(1, **key);
+    if (q.code) chunks->bind(2, std::string_view(*q.code)); else chunks->bind_null(2);
+    chunks->bind(3, lo).bind(4, to);
+    std::optional<std::int64_t> bound;  // time of the want-th best reading so far
+    auto prune = [&] {
+      if (found.size() < want) return;
+      std::nth_element(found.begin(), found.begin() + static_cast<std::ptrdiff_t>(want - 1), found.end(), found_before);
+      found.resize(want);
+      bound = found[want - 1].time;
+    };
+    prune();
+    for (;;) {
+      auto row = chunks->step();
+      if (!row) return tl::unexpected(row.error());
+      if (!*row) break;
+      const auto t0 = chunks->column_int64(1), t1 = chunks->column_int64(2);
+      if (bound && t1 - kMaxChunkSpanMs > *bound) break;
+      if (bound && t0 > *bound) continue;
+      const std::string* code = &decoded.codes.emplace_back(chunks->column_text(0));
+      auto& c = decoded.chunks.emplace_back();
+      if (!codec::decode_chunk(chunks->column_blob_view(3), c))
+        return core::fail(Code::kDataLoss, "db_corrupt", "a stored chunk does not decode");
+      const std::size_t slots = c.shape.slots();
+      for (std::size_t i = 0; i < c.times.size(); ++i)
+        if (qualifies(c.times[i], c.ids[i]))
+          found.push_back({c.times[i], c.ids[i], code, &c.shape, c.values.data() + i * slots});
+      if (found.size() >= 2 * want) prune();
+      else if (found.size() >= want && !bound) prune();
     }
+    chunks->reset();
+
+    std::sort(found.begin(), found.end(), found_before);
+    const bool more = found.size() > q.limit;
+    if (more) found.resize(q.limit);
+    MessageInfo info(db);
+    page.items.reserve(found.size());
+    for (const auto& f : found) {
+      auto o = to_observation(f, q.subject, info);
+      if (!o) return tl::unexpected(o.error());
+      page.items.push_back(std::move(*o));
+    }
+    if (more) page.next = Cursor{found.back().time, found.back().id};
     return page;
   });
 }
 
 Result<std::optional<StoredObservation>> SqliteObservations::get(std::int64_t id) {
   return store_.read([id](sqlite::Database& db) -> Result<std::optional<StoredObservation>> {
-    auto st = db.prepare(std::string(kObservationColumns) + "WHERE id=?1");
-    if (!st) return tl::unexpected(st.error());
-    st->bind(1, id);
-    auto row = st->step();
+    using Maybe = std::optional<StoredObservation>;
+    if (id <= 0) return Maybe();
+    const auto message_id = id / kIdsPerMessage;
+    const auto idx = id % kIdsPerMessage;
+    auto msg = db.prepare(
+        "SELECT m.readings, m.first_ms, m.last_ms, m.subject_key, k.pseudonym FROM messages m"
+        " JOIN subject_keys k ON k.key = m.subject_key WHERE m.id=?1");
+    if (!msg) return tl::unexpected(msg.error());
+    msg->bind(1, message_id);
+    auto row = msg->step();
     if (!row) return tl::unexpected(row.error());
-    if (!*row) return std::optional<StoredObservation>();
-    return std::optional<StoredObservation>(row_to_observation(*st));
+    if (!*row || idx >= msg->column_int64(0)) return Maybe();
+    const auto first = msg->column_int64(1), last = msg->column_int64(2), key = msg->column_int64(3);
+    const std::string subject = msg->column_text(4);
+    msg->reset();
+    MessageInfo info(db);
+
+    auto log = db.prepare("SELECT data FROM log WHERE message_id=?1");
+    if (!log) return tl::unexpected(log.error());
+    log->bind(1, message_id);
+    auto log_row = log->step();
+    if (!log_row) return tl::unexpected(log_row.error());
+    if (*log_row) {
+      std::vector<codec::LogReading> readings;
+      if (!codec::decode_log(log->column_blob_view(0), readings) || static_cast<std::size_t>(idx) >= readings.size())
+        return core::fail(Code::kDataLoss, "db_corrupt", "a log entry does not decode");
+      log->reset();
+      const auto& r = readings[static_cast<std::size_t>(idx)];
+      auto o = to_observation({r.time_ms, id, &r.code, &r.shape, r.values.data()}, subject, info);
+      if (!o) return tl::unexpected(o.error());
+      return Maybe(std::move(*o));
+    }
+    log->reset();
+
+    // Compacted: in one of the subject's chunks that overlap the message's time range.
+    auto chunks = db.prepare(
+        "SELECT code, data FROM chunks WHERE subject_key=?1 AND t1 >= ?2 AND t1 <= ?3 AND t0 <= ?4 ORDER BY t1");
+    if (!chunks) return tl::unexpected(chunks.error());
+    chunks->bind(1, key).bind(2, first).bind(3, last + kMaxChunkSpanMs).bind(4, last);
+    codec::DecodedChunk c;
+    for (;;) {
+      auto crow = chunks->step();
+      if (!crow) return tl::unexpected(crow.error());
+      if (!*crow) break;
+      if (!codec::decode_chunk(chunks->column_blob_view(1), c))
+        return core::fail(Code::kDataLoss, "db_corrupt", "a stored chunk does not decode");
+      for (std::size_t i = 0; i < c.ids.size(); ++i) {
+        if (c.ids[i] != id) continue;
+        const std::string code = chunks->column_text(0);
+        auto o = to_observation({c.times[i], id, &code, &c.shape, c.values.data() + i * c.shape.slots()}, subject, info);
+        chunks->reset();
+        if (!o) return tl::unexpected(o.error());
+        return Maybe(std::move(*o));
+      }
+    }
+    chunks->reset();
+    return core::fail(Code::kDataLoss, "db_corrupt", "observation " + std::to_string(id) + " is missing from its chunks");
   });
 }
 
-Result<std::int64_t> scalar(sqlite::Database& db, std::string_view sql, std::optional<std::string_view> arg = {}) {
+Result<std::int64_t> SqliteObservations::count() {
+  return store_.read([](sqlite::Database& db) { return scalar(db, "SELECT value FROM stats WHERE key='readings'"); });
+}
+
+Result<std::int64_t> scalar(sqlite::Database& db, std::string_view sql, std::optional<std::string_view> arg) {
   auto st = db.prepare(sql);
   if (!st) return tl::unexpected(st.error());
   if (arg) st->bind(1, *arg);
@@ -482,9 +963,6 @@ Result<std::int64_t> scalar(sqlite::Database& db, std::string_view sql, std::opt
   return *row ? st->column_int64(0) : 0;
 }
 
-Result<std::int64_t> SqliteObservations::count() {
-  return store_.read([](sqlite::Database& db) { return scalar(db, "SELECT count(*) FROM observations"); });
-}
 
 // ---------------------------------------------------------------- registry
 
@@ -734,6 +1212,71 @@ Status SqliteQuarantine::remove(std::int64_t id) {
   return {};
 }
 
+// Schema 2 -> 3: every observation moves into the log (compaction then builds the chunks);
+// message ids stay, observation ids become message id * 1024 + index. Runs inside the
+// migration's transaction.
+Status migrate_2_to_3(sqlite::Database& db) {
+  auto has_observations = scalar(db, "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='observations'");
+  if (!has_observations) return tl::unexpected(has_observations.error());
+  if (*has_observations == 0) return db.exec(kSchema);  // nothing stored yet
+  for (const char* sql : {"ALTER TABLE messages RENAME TO messages_v2", "ALTER TABLE observations RENAME TO observations_v2",
+                          "DROP INDEX IF EXISTS observations_subject_time",
+                          "DROP INDEX IF EXISTS observations_subject_code_time"})
+    if (auto s = db.exec(sql); !s) return s;
+  if (auto s = db.exec(kSchema); !s) return s;
+  auto messages = db.prepare(
+      "SELECT id, device_id, sequence, content_hash, received_ms FROM messages_v2 ORDER BY id");
+  if (!messages) return tl::unexpected(messages.error());
+  std::unordered_map<std::string, std::int64_t> keys;
+  for (;;) {
+    auto row = messages->step();
+    if (!row) return tl::unexpected(row.error());
+    if (!*row) break;
+    const auto id = messages->column_int64(0);
+    const auto device = messages->column_text(1);
+    const auto sequence = messages->column_int64(2);
+    const auto hash = stored_hash(messages->column_text(3));
+    const auto received = messages->column_int64(4);
+    auto obs = db.prepare(
+        "SELECT subject, code, value, unit, time_ms, components FROM observations_v2 WHERE message_id=?1 ORDER BY idx");
+    if (!obs) return tl::unexpected(obs.error());
+    obs->bind(1, id);
+    std::vector<core::Reading> readings;
+    std::string subject;
+    for (;;) {
+      auto o = obs->step();
+      if (!o) return tl::unexpected(o.error());
+      if (!*o) break;
+      core::Reading r;
+      subject = obs->column_text(0);
+      r.code = obs->column_text(1);
+      if (!obs->column_is_null(2)) r.value = obs->column_double(2);
+      r.unit = obs->column_text(3);
+      r.time = core::from_unix_millis(obs->column_int64(4));
+      if (!obs->column_is_null(5)) r.components = decode_v2_components(obs->column_text(5));
+      readings.push_back(std::move(r));
+    }
+    std::int64_t key = 0;
+    if (auto it = keys.find(subject); it != keys.end()) {
+      key = it->second;
+    } else {
+      auto ins = db.prepare("INSERT INTO subject_keys(pseudonym) VALUES(?1)");
+      if (!ins) return tl::unexpected(ins.error());
+      ins->bind(1, std::string_view(subject));
+      if (auto s = ins->run(); !s) return s;
+      key = keys[subject] = db.last_insert_rowid();
+    }
+    std::vector<const core::Reading*> pointers;
+    for (const auto& r : readings) pointers.push_back(&r);
+    if (auto s = insert_message(db, id, device, sequence, hash, received, key, pointers); !s)
+      return tl::unexpected(s.error());
+  }
+  messages->reset();
+  for (const char* sql : {"DROP TABLE observations_v2", "DROP TABLE messages_v2"})
+    if (auto s = db.exec(sql); !s) return s;
+  return {};
+}
+
 Status migrate(sqlite::Database& db) {
   if (auto s = db.exec("CREATE TABLE IF NOT EXISTS schema_version(version INTEGER NOT NULL)"); !s) return s;
   auto v = scalar(db, "SELECT coalesce(max(version), 0) FROM schema_version");
@@ -756,8 +1299,10 @@ Status migrate(sqlite::Database& db) {
     } else {
       s = db.exec("DROP TABLE devices");
     }
+    // Schema 1's messages and observations have schema 2's columns (what 2 added was in devices).
   }
-  if (s) s = db.exec(kSchema);
+  if (s && (*v == 1 || *v == 2)) s = migrate_2_to_3(db);
+  if (s && *v == 0) s = db.exec(kSchema);
   if (s) s = db.exec("INSERT INTO schema_version(version) VALUES(" + std::to_string(kSchemaVersion) + ")");
   if (!s) {
     (void)db.exec("ROLLBACK");
@@ -771,17 +1316,23 @@ Status migrate(sqlite::Database& db) {
 Result<std::unique_ptr<Store>> open_sqlite_store(const StoreOptions& options, const core::Clock& clock) {
   if (options.max_batch_messages == 0)
     return core::fail(Code::kInvalidArgument, "bad_options", "max_batch_messages must be at least 1");
+  if (options.compact_batch_readings == 0)
+    return core::fail(Code::kInvalidArgument, "bad_options", "compact_batch_readings must be at least 1");
   sqlite::OpenOptions writer_options;
   writer_options.full_sync = options.sync_each_commit;
   auto db = sqlite::Database::open(options.path, writer_options);
   if (!db) return tl::unexpected(db.error());
-  // Overwritten or deleted content (revoked keys) is zeroed in the file, not left in free pages.
-  if (auto s = db->exec("PRAGMA secure_delete=ON"); !s) return tl::unexpected(s.error());
+  // Overwritten or deleted content (revoked keys) is zeroed where the page is written anyway;
+  // FAST does not write free pages just to zero them (the log's deleted rows would double the
+  // writes), and revoke_device() overwrites key bytes in place first.
+  if (auto s = db->exec("PRAGMA secure_delete=FAST"); !s) return tl::unexpected(s.error());
   if (auto s = migrate(*db); !s) {
     if (s.error().reason == "db_schema") return tl::unexpected(s.error());
     return core::fail(Code::kDataLoss, "db_schema", "cannot create or migrate schema: " + s.error().message);
   }
-  return std::unique_ptr<Store>(new SqliteStore(options, clock, std::move(*db)));
+  auto logged = scalar(*db, "SELECT coalesce(sum(readings), 0) FROM log");
+  if (!logged) return tl::unexpected(logged.error());
+  return std::unique_ptr<Store>(new SqliteStore(options, clock, std::move(*db), *logged));
 }
 
 }  // namespace telehub::storage

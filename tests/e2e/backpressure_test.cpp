@@ -368,13 +368,13 @@ TEST_CASE("disk full, then I/O error: nothing acknowledged that was not committe
       testing::ScopedFault fault(vfs, phase.fault);
       // Not all messages are committed yet, so one arrives and cannot be committed.
       REQUIRE(wait_until([&] { return sub.stalled(); }, 30s));
-      const auto rows = db.scalar("SELECT count(*) FROM observations");
+      const auto rows = db.scalar("SELECT coalesce(sum(readings), 0) FROM messages");
       const auto messages_before = committed();
       const auto stall_started = std::chrono::steady_clock::now();
       std::int64_t retries_seen = 0;
       while (std::chrono::steady_clock::now() - stall_started < std::chrono::milliseconds(stall_ms)) {
         check_receipts_cover_only_committed();
-        CHECK(db.scalar("SELECT count(*) FROM observations") == rows);
+        CHECK(db.scalar("SELECT coalesce(sum(readings), 0) FROM messages") == rows);
         CHECK(committed() == messages_before);
         CHECK(sub.stalled());
         std::int64_t pending = 0;
@@ -421,7 +421,7 @@ TEST_CASE("disk full, then I/O error: nothing acknowledged that was not committe
     CHECK(gw.pending().empty());
     CHECK(gw.rejected() == 0);
   }
-  const auto rows = db.scalar("SELECT count(*) FROM observations");
+  const auto rows = db.scalar("SELECT coalesce(sum(readings), 0) FROM messages");
   CHECK(rows == readings_sent);  // 0 lost, 0 duplicated
   CHECK(committed() == total);
   CHECK(db.scalar("SELECT count(*) FROM quarantine") == 0);

@@ -574,6 +574,7 @@ class FailingStore final : public storage::Store {
   storage::Registry& registry() override { return registry_; }
   storage::Quarantine& quarantine() override { return real_.quarantine(); }
   Status sync() override { return real_.sync(); }
+  Result<std::int64_t> compact() override { return real_.compact(); }
   void close() override { real_.close(); }
 
  private:

@@ -15,16 +15,19 @@
 //   - readers see consistent pages while a writer appends;
 //   - a long regular series read back exactly (doubles bit for bit, times to the millisecond);
 //     -0.0 reads back as zero (its sign is not pinned);
-//   - range reads that cross commit, group-commit, backfill and reopen boundaries (the
-//     boundaries that exist today; compaction boundaries once the redesign has them);
-//   - SIGKILL of a process that appends, at random moments, with both durability settings, and
-//     between many small commits and during reopening: nothing whose append() returned is lost,
+//   - range reads that cross commit, group-commit, backfill, reopen and compaction boundaries
+//     (readings in the log, in a chunk continued by a later compaction, in chunks split by
+//     span or size, in new chunks for backfill);
+//   - SIGKILL of a process that appends, at random moments, with both durability settings,
+//     between many small commits, during reopening and while it compacts: nothing whose
+//     append() returned is lost,
 //     nothing is stored twice, the database passes PRAGMA integrity_check.
 //
 // Scale with environment variables (the defaults keep CI quick):
 //   TELEHUB_CONFORMANCE_POINTS  minute points of the long series read back (default 50000;
 //                               one patient-year is 525600)
 //   TELEHUB_CONFORMANCE_KILLS   SIGKILLs per crash test case (default 5)
+//   TELEHUB_CONFORMANCE_COMPACTION  when stores compact their log (see apply_compaction_mode)
 //   TELEHUB_CONFORMANCE_SEED    seed of the random arrival orders and kill moments (default
 //                               fixed; a failure prints the seed it ran with)
 //
@@ -93,9 +96,26 @@ T must(Result<T> r) {
   return std::move(*r);
 }
 
+// TELEHUB_CONFORMANCE_COMPACTION chooses when the log is compacted into chunks in every store
+// this suite opens: unset = the store's defaults; "eager" = after every append, 97 readings a
+// transaction, so that readings sit on both sides of compaction boundaries at arbitrary places
+// while tests append, read, reopen and crash (CTest runs the suite a second time so); "log" =
+// never (everything stays in the log).
+void apply_compaction_mode(storage::StoreOptions& o) {
+  const char* mode = std::getenv("TELEHUB_CONFORMANCE_COMPACTION");
+  if (!mode) return;
+  if (std::string(mode) == "eager") {
+    o.compact_after_readings = 1;
+    o.compact_batch_readings = 97;
+  } else if (std::string(mode) == "log") {
+    o.compact_after_readings = 0;
+  }
+}
+
 std::unique_ptr<storage::Store> open_store(const std::filesystem::path& path, bool sync_each_commit = true,
                                            std::size_t max_batch_messages = 512) {
   storage::StoreOptions o;
+  apply_compaction_mode(o);
   o.path = path;
   o.sync_each_commit = sync_each_commit;
   o.max_batch_messages = max_batch_messages;
@@ -1352,6 +1372,7 @@ struct CrashPlan {
   bool replay_from_start = false;  // each life offers every sequence again from 1
   bool early_kills = false;        // every other kill 0..4 ms after the start (opening, recovery)
   long kills = 5;
+  bool compact_constantly = false;  // the child compacts after every append (61 readings a go)
 };
 
 // The message a crash child sends as sequence `seq` of device `d`: 1..60 readings, a
@@ -1378,6 +1399,11 @@ void report(int fd, Report r) {
                               const std::vector<std::uint64_t>& start, int fd) {
   try {
     storage::StoreOptions o;
+    apply_compaction_mode(o);
+    if (plan.compact_constantly) {
+      o.compact_after_readings = 1;
+      o.compact_batch_readings = 61;
+    }
     o.path = path;
     o.sync_each_commit = plan.sync_each_commit;
     o.max_batch_messages = plan.max_batch_messages;
@@ -1573,13 +1599,10 @@ TEST_CASE("conformance: a process appending is killed with SIGKILL at random mom
   run_crash_lives(plan);
 }
 
-// Today there is no compaction: the step after a commit that could be interrupted does not
-// exist yet. What can be interrupted today is a stream of many small commits (one message per
-// transaction, deferred sync), opening the database after a kill (WAL recovery), and a replay
-// of everything already stored (every sequence offered again from 1, as after a gateway lost
-// its receipts). Once compaction exists, this test should kill the child while it compacts
-// (e.g. with a small compaction threshold so that compactions run all the time, and kills
-// timed around them), and keep checking the same: every reported message whole and once.
+// What a crash can interrupt besides an append: a stream of many small commits (one message
+// per transaction, deferred sync), opening the database after a kill (WAL recovery), and a
+// replay of everything already stored (every sequence offered again from 1, as after a gateway
+// lost its receipts).
 TEST_CASE("conformance: killed between many small commits, while reopening and while replaying, nothing committed is lost",
           "[storage][conformance][crash]") {
   CrashPlan plan;
@@ -1590,4 +1613,134 @@ TEST_CASE("conformance: killed between many small commits, while reopening and w
   plan.early_kills = true;
   plan.kills = env_or("TELEHUB_CONFORMANCE_KILLS", 5) * 2;
   run_crash_lives(plan);
+}
+
+TEST_CASE("conformance: killed while compacting, nothing is lost or doubled", "[storage][conformance][crash]") {
+  // The child compacts after every append, so most kills land inside a compaction
+  // transaction (or between its commit and the next append).
+  CrashPlan plan;
+  plan.sync_each_commit = GENERATE(true, false);
+  plan.compact_constantly = true;
+  plan.devices = 3;
+  plan.kills = env_or("TELEHUB_CONFORMANCE_KILLS", 5);
+  run_crash_lives(plan);
+}
+
+namespace {
+
+// Everything a reader can ask, checked against the model: full walks with limits 1, 7 and 1000,
+// every code, ranges that start and end at stored times, get() of every id, count(). Returns
+// id -> fingerprint of everything stored.
+std::map<std::int64_t, std::string> check_reads(storage::Store& store, const std::vector<core::Reading>& model,
+                                                const privacy::SubjectPseudonym& s, std::size_t others) {
+  std::map<std::int64_t, std::string> ids;
+  for (std::size_t limit : {1000u, 7u, 1u}) {
+    INFO("limit " << limit);
+    const auto all = walk_quiet(store.observations(), query(s, limit));
+    CHECK(fingerprints(all) == expected(model, query(s, limit)));
+    if (limit == 1000)
+      for (const auto& o : all) ids[o.id] = fingerprint(o.reading);
+  }
+  std::set<std::string> codes;
+  for (const auto& r : model) codes.insert(r.code);
+  for (const auto& code : codes) {
+    auto q = query(s, 50);
+    q.code = code;
+    INFO("code " << code);
+    CHECK(fingerprints(walk_quiet(store.observations(), q)) == expected(model, q));
+  }
+  std::vector<std::int64_t> times;
+  for (const auto& r : model) times.push_back(core::to_unix_millis(r.time));
+  std::sort(times.begin(), times.end());
+  for (std::size_t i = 0; i + 1 < 12 && !times.empty(); ++i) {
+    auto q = query(s, 13);
+    q.from = core::from_unix_millis(times[times.size() * i / 12]);
+    q.to = core::from_unix_millis(times[times.size() * (i + 1) / 12]);
+    INFO("range " << core::to_unix_millis(*q.from) << " .. " << core::to_unix_millis(*q.to));
+    CHECK(fingerprints(walk_quiet(store.observations(), q)) == expected(model, q));
+  }
+  std::size_t wrong = 0;
+  for (const auto& [id, fp] : ids) {
+    auto got = must(store.observations().get(id));
+    if (!got || got->id != id || fingerprint(got->reading) != fp) ++wrong;
+  }
+  CHECK(wrong == 0);
+  CHECK(must(store.observations().count()) == static_cast<std::int64_t>(model.size() + others));
+  return ids;
+}
+
+}  // namespace
+
+TEST_CASE("conformance: reads are the same before and after compaction, across every kind of compaction boundary",
+          "[storage][conformance][compaction]") {
+  testing::TempDir dir;
+  const auto path = dir.path() / "telehub.db";
+  storage::StoreOptions o;
+  o.path = path;
+  o.compact_after_readings = 0;   // only compact() moves readings: the test decides where
+  o.compact_batch_readings = 37;  // and compaction transactions end at odd places
+  auto store = must(storage::open_sqlite_store(o, core::system_clock()));
+  const auto s = subject("compaction");
+  const auto other = subject("compaction-other");
+  std::vector<core::Reading> model;
+  std::size_t others = 0;  // readings of the other subject
+  std::uint64_t seq = 0;
+  std::mt19937_64 rng(seed());
+  auto add = [&](const privacy::SubjectPseudonym& who, std::vector<core::Reading> rs) {
+    auto b = message(who, "dev-" + who.str().substr(0, 6), ++seq, std::move(rs));
+    for (const auto& r : b.readings) {
+      auto m = r.reading();
+      m.subject = who.str();
+      if (who == s) model.push_back(m);
+      else ++others;
+    }
+    REQUIRE(must(store->observations().append(std::move(b))) == AppendOutcome::kStored);
+  };
+
+  // A: several series of one subject, values of different precision, panels, raw doubles.
+  for (int i = 0; i < 300; ++i) {
+    const std::int64_t t = kT0 + i * kMinute;
+    std::vector<core::Reading> rs{value_reading("8867-4", 60 + i % 40, "/min", t)};
+    if (i % 3 == 0) rs.push_back(value_reading("8310-5", 36.5 + (i % 7) / 10.0, "Cel", t + 1));
+    if (i % 5 == 0) rs.push_back(value_reading("29463-7", 80.125 - i / 1000.0, "kg", t + 2));
+    if (i % 7 == 0) rs.push_back(panel_reading(120 + i % 30, 80 + i % 10, t + 3));
+    if (i % 11 == 0) rs.push_back(value_reading("x-raw", random_finite(rng), "1", t + 4));
+    add(s, std::move(rs));
+    if (i % 50 == 0) add(other, {value_reading("8867-4", 70, "/min", t)});
+  }
+  const auto in_log = check_reads(*store, model, s, others);
+  CHECK(must(store->compact()) > 0);
+  CHECK(must(store->compact()) == 0);  // nothing left
+  CHECK(check_reads(*store, model, s, others) == in_log);  // same readings, same ids
+
+  // B: continues the series (the newest chunks take them), backfills into A's range (new
+  // chunks overlapping old ones), repeats stored times exactly, changes a value's precision
+  // (a wider scale: new chunk) and a unit (another shape: new chunk); left in the log, read
+  // across the boundary between log and chunks, then compacted.
+  for (int i = 300; i < 400; ++i) add(s, {value_reading("8867-4", 60 + i % 40, "/min", kT0 + i * kMinute)});
+  for (int i = 0; i < 300; i += 13) add(s, {value_reading("8867-4", 99, "/min", kT0 + i * kMinute + 30'000)});
+  for (int i = 0; i < 300; i += 17) add(s, {value_reading("8867-4", 61, "/min", kT0 + i * kMinute)});
+  add(s, {value_reading("8867-4", 72.25, "/min", kT0 + 400 * kMinute)});
+  add(s, {value_reading("8867-4", 73, "{beats}/min", kT0 + 401 * kMinute)});
+  add(s, {value_reading("8867-4", 74, "/min", kT0 + 402 * kMinute)});
+  const auto mixed = check_reads(*store, model, s, others);
+  CHECK(must(store->compact()) > 0);
+  CHECK(check_reads(*store, model, s, others) == mixed);
+
+  // C: a long minute series (three days, messages of 60): chunks end by size and by span.
+  for (int h = 0; h < 72; ++h) {
+    std::vector<core::Reading> rs;
+    for (int m = 0; m < 60; ++m) {
+      const std::int64_t t = kT0 + 1000 * kMinute + (h * 60 + m) * kMinute;
+      rs.push_back(value_reading("59408-5", 90 + (h + m) % 10, "%", t));
+    }
+    add(s, std::move(rs));
+    if (h % 10 == 3) CHECK(must(store->compact()) > 0);  // compaction in the middle of the series
+  }
+  const auto before_reopen = check_reads(*store, model, s, others);
+  store.reset();
+  store = must(storage::open_sqlite_store(o, core::system_clock()));
+  CHECK(check_reads(*store, model, s, others) == before_reopen);
+  (void)store->compact();
+  CHECK(check_reads(*store, model, s, others) == before_reopen);
 }

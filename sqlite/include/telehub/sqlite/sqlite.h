@@ -72,6 +72,8 @@ class Statement {
   double column_double(int index) const;
   std::string column_text(int index) const;
   core::Bytes column_blob(int index) const;
+  // The blob without a copy; valid until the next step(), reset() or destruction.
+  std::span<const std::uint8_t> column_blob_view(int index) const;
   bool column_is_null(int index) const;
 
  private:

@@ -209,6 +209,13 @@ struct StoreOptions {
   // use synchronous=NORMAL (in the OS page cache; safe against a crash of the process) and
   // Store::sync() makes them durable against power loss. Default: true.
   bool sync_each_commit = true;
+  // Appended readings go to a log first; a background thread compacts the log into per-series
+  // chunks once it holds at least this many readings (docs/storage.md). 0: only compact() does.
+  // Default: 8192.
+  std::size_t compact_after_readings = 8192;
+  // Most readings one compaction transaction moves (it holds the writer for that long; about
+  // 1 us a reading). REQUIRES: >= 1. Default: 16384.
+  std::size_t compact_batch_readings = 16384;
 };
 
 class Store {
@@ -222,7 +229,11 @@ class Store {
   // Fails with unavailable/db_sync (then retry later: nothing committed is lost, only not yet
   // known to be on disk).
   [[nodiscard]] virtual Status sync() = 0;
-  // Waits until every write already queued has committed. Further appends fail with
+  // Compacts the whole log now, in transactions of compact_batch_readings readings, beside
+  // appends; returns the readings moved. Reads return the same before, during and after.
+  // Fails like an append (then what was moved stays moved, the rest stays in the log).
+  [[nodiscard]] virtual Result<std::int64_t> compact() = 0;
+  // Stops background compaction, then waits until every write already queued has committed. Further appends fail with
   // unavailable/closed. Idempotent; the destructor calls it.
   virtual void close() = 0;
 };
