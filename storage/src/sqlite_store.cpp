@@ -68,6 +68,7 @@ constexpr int kSchemaVersion = 3;
 constexpr std::int64_t kIdsPerMessage = 1024;      // > envelope::kMaxReadingsPerPayload
 constexpr std::int64_t kMaxChunkSpanMs = 86'400'000;  // a chunk covers at most one day
 constexpr std::size_t kMaxChunkBytes = 3'900;         // a chunk row fits in one 4 KiB page
+constexpr int kWriterCheckpointPages = 16'384;        // 64 MiB of WAL: see checkpointer_loop()
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS subjects(
@@ -104,12 +105,12 @@ CREATE TABLE IF NOT EXISTS messages(
   UNIQUE(device_id, sequence)
 );
 CREATE TABLE IF NOT EXISTS log(
-  message_id INTEGER PRIMARY KEY,
   subject_key INTEGER NOT NULL,
+  message_id INTEGER NOT NULL,
   readings INTEGER NOT NULL,
-  data BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS log_subject ON log(subject_key, message_id);
+  data BLOB NOT NULL,
+  PRIMARY KEY(subject_key, message_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS chunks(
   id INTEGER PRIMARY KEY,
   subject_key INTEGER NOT NULL,
@@ -125,7 +126,7 @@ CREATE TABLE IF NOT EXISTS stats(
   key TEXT PRIMARY KEY,
   value INTEGER NOT NULL
 ) WITHOUT ROWID;
-INSERT OR IGNORE INTO stats(key, value) VALUES('readings', 0);
+INSERT OR IGNORE INTO stats(key, value) VALUES('compacted', 0);
 CREATE TABLE IF NOT EXISTS quarantine(
   id INTEGER PRIMARY KEY,
   received_ms INTEGER NOT NULL,
@@ -197,6 +198,12 @@ void bind_hash(sqlite::Statement& st, int index, const StoredHash& h) {
   else st.bind(index, std::string_view(reinterpret_cast<const char*>(h.bytes.data()), h.bytes.size()));
 }
 
+// A position in the log's key order (subject_key, message_id).
+struct LogKey {
+  std::int64_t subject_key = INT64_MIN;
+  std::int64_t message_id = INT64_MIN;
+};
+
 // One caller's write, waiting in SqliteStore::writers_ until a leader (the caller at the front
 // of the queue) has committed it. `run` executes inside a savepoint; its result is delivered
 // only after the enclosing transaction committed.
@@ -249,14 +256,16 @@ class SqliteQuarantine final : public Quarantine {
 };
 
 Result<std::int64_t> scalar(sqlite::Database& db, std::string_view sql, std::optional<std::string_view> arg = {});
-Result<std::int64_t> compact_oldest(sqlite::Database& db, std::size_t max_readings);
+Result<std::pair<std::int64_t, LogKey>> compact_log(sqlite::Database& db, std::size_t max_readings, LogKey cursor);
 
 class SqliteStore final : public Store {
  public:
-  SqliteStore(StoreOptions options, const core::Clock& clock, sqlite::Database writer, std::int64_t log_readings)
-      : options_(std::move(options)), clock_(clock), writer_db_(std::move(writer)),
-        observations_(*this), registry_(*this), quarantine_(*this), log_readings_(log_readings) {
+  SqliteStore(StoreOptions options, const core::Clock& clock, sqlite::Database writer, sqlite::Database checkpointer,
+              std::int64_t log_readings)
+      : options_(std::move(options)), clock_(clock), writer_db_(std::move(writer)), observations_(*this),
+        registry_(*this), quarantine_(*this), checkpoint_db_(std::move(checkpointer)), log_readings_(log_readings) {
     if (options_.compact_after_readings > 0) compactor_ = std::thread([this] { compactor_loop(); });
+    checkpointer_ = std::thread([this] { checkpointer_loop(); });
   }
   ~SqliteStore() override {
     close();
@@ -308,9 +317,17 @@ class SqliteStore final : public Store {
     }
     compact_cv_.notify_all();
     if (compactor_.joinable()) compactor_.join();
-    std::unique_lock lock(mutex_);
-    closing_ = true;
-    cv_.wait(lock, [this] { return writers_.empty(); });
+    {
+      std::unique_lock lock(mutex_);
+      closing_ = true;
+      cv_.wait(lock, [this] { return writers_.empty(); });
+    }
+    {
+      std::lock_guard lock(checkpoint_mutex_);
+      stop_checkpointer_ = true;
+    }
+    checkpoint_cv_.notify_all();
+    if (checkpointer_.joinable()) checkpointer_.join();
   }
 
   const core::Clock& clock() const { return clock_; }
@@ -412,9 +429,41 @@ class SqliteStore final : public Store {
   // One compaction transaction (at most compact_batch_readings readings, at least one message).
   Result<std::int64_t> compact_once() {
     const std::size_t max = options_.compact_batch_readings;
-    auto r = write([max](sqlite::Database& db) { return compact_oldest(db, max); });
-    if (r && *r > 0) log_readings_.fetch_sub(*r);
+    LogKey from;
+    {
+      std::lock_guard lock(compact_mutex_);
+      from = compact_cursor_;
+    }
+    LogKey last;
+    auto r = write([max, from, &last](sqlite::Database& db) -> Result<std::int64_t> {
+      auto moved = compact_log(db, max, from);
+      if (!moved) return tl::unexpected(moved.error());
+      last = moved->second;
+      return moved->first;
+    });
+    if (r) {
+      std::lock_guard lock(compact_mutex_);
+      compact_cursor_ = last;  // committed: continue after it (or from the start when empty)
+      if (*r > 0) log_readings_.fetch_sub(*r);
+    }
     return r;
+  }
+
+  // Checkpoints (copies committed pages from the WAL into the database file, then syncs it) on
+  // its own connection, beside the writer: the writer's commits never wait for one. PASSIVE:
+  // it takes what no reader still needs and never blocks anyone. The writer itself checkpoints
+  // only when the WAL reaches kWriterCheckpointPages (when this thread cannot keep up); and
+  // SQLite restarts the WAL from its beginning once everything in it was checkpointed.
+  void checkpointer_loop() {
+    std::unique_lock lock(checkpoint_mutex_);
+    while (!stop_checkpointer_) {
+      checkpoint_cv_.wait_for(lock, std::chrono::milliseconds(50), [&] { return stop_checkpointer_; });
+      if (stop_checkpointer_ || !committed_since_checkpoint_.exchange(false)) continue;
+      lock.unlock();
+      if (auto s = checkpoint_db_.exec("PRAGMA wal_checkpoint(PASSIVE)"); !s && s.error().reason != "db_busy")
+        core::log_warn("storage", "checkpoint failed (the writer checkpoints instead): " + s.error().to_string());
+      lock.lock();
+    }
   }
 
   void compactor_loop() {
@@ -426,7 +475,7 @@ class SqliteStore final : public Store {
                            [&] { return stop_compactor_ || log_readings_.load() >= threshold; });
       if (stop_compactor_ || log_readings_.load() < threshold) continue;
       lock.unlock();
-      auto r = compact_once();
+      auto r = compact_once();  // takes compact_mutex_ briefly itself
       lock.lock();
       if (!r) {
         if (r.error().reason != "closed")
@@ -469,6 +518,7 @@ class SqliteStore final : public Store {
       pending_keys_.clear();
       return results;
     }
+    committed_since_checkpoint_ = true;
     // A rolled-back job may have created keys that no longer exist: forget them all (they
     // are looked up again; the committed ones are found).
     if (!rolled_back) {
@@ -501,10 +551,18 @@ class SqliteStore final : public Store {
   std::mutex sync_mutex_;
   int wal_fd_ = -1;  // guarded by sync_mutex_
 
+  sqlite::Database checkpoint_db_;  // only checkpointer_loop() uses it
+  std::mutex checkpoint_mutex_;
+  std::condition_variable checkpoint_cv_;
+  bool stop_checkpointer_ = false;  // guarded by checkpoint_mutex_
+  std::atomic<bool> committed_since_checkpoint_{false};
+  std::thread checkpointer_;
+
   std::atomic<std::int64_t> log_readings_;  // readings in the log (this process's view)
   std::mutex compact_mutex_;
   std::condition_variable compact_cv_;
   bool stop_compactor_ = false;  // guarded by compact_mutex_
+  LogKey compact_cursor_;        // guarded by compact_mutex_: where the next compaction starts
   std::thread compactor_;
 };
 
@@ -538,15 +596,11 @@ Result<std::int64_t> insert_message(sqlite::Database& db, std::optional<std::int
   const auto message_id = db.last_insert_rowid();
   if (readings.empty()) return message_id;
 
-  auto log = db.prepare("INSERT INTO log(message_id, subject_key, readings, data) VALUES(?1, ?2, ?3, ?4)");
+  auto log = db.prepare("INSERT INTO log(subject_key, message_id, readings, data) VALUES(?2, ?1, ?3, ?4)");
   if (!log) return tl::unexpected(log.error());
   const auto data = codec::encode_log(readings);
   log->bind(1, message_id).bind(2, subject_key).bind(3, static_cast<std::int64_t>(readings.size())).bind_blob(4, data);
   if (auto s = log->run(); !s) return tl::unexpected(s.error());
-  auto stats = db.prepare("UPDATE stats SET value=value+?1 WHERE key='readings'");
-  if (!stats) return tl::unexpected(stats.error());
-  stats->bind(1, static_cast<std::int64_t>(readings.size()));
-  if (auto s = stats->run(); !s) return tl::unexpected(s.error());
   return message_id;
 }
 
@@ -681,42 +735,58 @@ Status compact_series(sqlite::Database& db, std::int64_t subject_key, const std:
   return {};
 }
 
-// Moves the oldest log rows (at least one, then up to max_readings readings) into chunks and
-// deletes them, inside the caller's transaction. Returns the readings moved (0: log empty).
-Result<std::int64_t> compact_oldest(sqlite::Database& db, std::size_t max_readings) {
-  auto st = db.prepare("SELECT message_id, subject_key, readings, data FROM log ORDER BY message_id LIMIT 4096");
-  if (!st) return tl::unexpected(st.error());
+// Moves log rows into chunks and deletes them, inside the caller's transaction: the rows after
+// `*cursor` in key order (at least one message, then up to max_readings readings), or from the
+// start of the log when nothing follows the cursor. So successive compactions sweep the log
+// subject by subject and wrap around: every row is taken within one sweep, however fast new
+// rows arrive, and a subject's readings since the last sweep become one run of points.
+// Advances *cursor only once the caller's transaction committed (the caller does that).
+// Returns the readings moved (0: log empty) and the last key taken.
+Result<std::pair<std::int64_t, LogKey>> compact_log(sqlite::Database& db, std::size_t max_readings, LogKey cursor) {
   std::deque<std::vector<codec::LogReading>> decoded;
   std::map<std::pair<std::int64_t, std::string>, std::vector<LogPoint>> series;
-  std::int64_t moved = 0, last_message = 0;
-  for (;;) {
-    auto row = st->step();
-    if (!row) return tl::unexpected(row.error());
-    if (!*row) break;
-    const auto message_id = st->column_int64(0);
-    const auto subject_key = st->column_int64(1);
-    auto& readings = decoded.emplace_back();
-    if (!codec::decode_log(st->column_blob_view(3), readings))
-      return core::fail(Code::kDataLoss, "db_corrupt", "log entry of message " + std::to_string(message_id) +
-                                                           " does not decode");
-    for (std::size_t idx = 0; idx < readings.size(); ++idx) {
-      const auto& r = readings[idx];
-      series[{subject_key, r.code}].push_back(
-          {r.time_ms, message_id * kIdsPerMessage + static_cast<std::int64_t>(idx), &r});
+  std::int64_t moved = 0;
+  LogKey last = cursor;
+  for (int pass = 0; pass < 2 && moved == 0; ++pass) {
+    if (pass == 1) cursor = last = LogKey{};  // wrap around
+    auto st = db.prepare(
+        "SELECT subject_key, message_id, data FROM log WHERE (subject_key, message_id) > (?1, ?2)"
+        " ORDER BY subject_key, message_id LIMIT 4096");
+    if (!st) return tl::unexpected(st.error());
+    st->bind(1, cursor.subject_key).bind(2, cursor.message_id);
+    for (;;) {
+      auto row = st->step();
+      if (!row) return tl::unexpected(row.error());
+      if (!*row) break;
+      const auto subject_key = st->column_int64(0);
+      const auto message_id = st->column_int64(1);
+      auto& readings = decoded.emplace_back();
+      if (!codec::decode_log(st->column_blob_view(2), readings))
+        return core::fail(Code::kDataLoss, "db_corrupt",
+                          "log entry of message " + std::to_string(message_id) + " does not decode");
+      for (std::size_t idx = 0; idx < readings.size(); ++idx) {
+        const auto& r = readings[idx];
+        series[{subject_key, r.code}].push_back(
+            {r.time_ms, message_id * kIdsPerMessage + static_cast<std::int64_t>(idx), &r});
+      }
+      moved += static_cast<std::int64_t>(readings.size());
+      last = {subject_key, message_id};
+      if (static_cast<std::size_t>(moved) >= max_readings) break;
     }
-    moved += static_cast<std::int64_t>(readings.size());
-    last_message = message_id;
-    if (static_cast<std::size_t>(moved) >= max_readings) break;
   }
-  st->reset();
-  if (moved == 0) return 0;
+  if (moved == 0) return std::pair<std::int64_t, LogKey>(0, LogKey{});
   for (auto& [key, points] : series)
     if (auto s = compact_series(db, key.first, key.second, points); !s) return tl::unexpected(s.error());
-  auto del = db.prepare("DELETE FROM log WHERE message_id <= ?1");
+  auto del = db.prepare(
+      "DELETE FROM log WHERE (subject_key, message_id) > (?1, ?2) AND (subject_key, message_id) <= (?3, ?4)");
   if (!del) return tl::unexpected(del.error());
-  del->bind(1, last_message);
+  del->bind(1, cursor.subject_key).bind(2, cursor.message_id).bind(3, last.subject_key).bind(4, last.message_id);
   if (auto s = del->run(); !s) return tl::unexpected(s.error());
-  return moved;
+  auto stats = db.prepare("UPDATE stats SET value=value+?1 WHERE key='compacted'");
+  if (!stats) return tl::unexpected(stats.error());
+  stats->bind(1, moved);
+  if (auto s = stats->run(); !s) return tl::unexpected(s.error());
+  return std::pair<std::int64_t, LogKey>(moved, last);
 }
 
 // ---------------------------------------------------------------- reads
@@ -907,9 +977,9 @@ Result<std::optional<StoredObservation>> SqliteObservations::get(std::int64_t id
     msg->reset();
     MessageInfo info(db);
 
-    auto log = db.prepare("SELECT data FROM log WHERE message_id=?1");
+    auto log = db.prepare("SELECT data FROM log WHERE subject_key=?1 AND message_id=?2");
     if (!log) return tl::unexpected(log.error());
-    log->bind(1, message_id);
+    log->bind(1, key).bind(2, message_id);
     auto log_row = log->step();
     if (!log_row) return tl::unexpected(log_row.error());
     if (*log_row) {
@@ -951,7 +1021,9 @@ Result<std::optional<StoredObservation>> SqliteObservations::get(std::int64_t id
 }
 
 Result<std::int64_t> SqliteObservations::count() {
-  return store_.read([](sqlite::Database& db) { return scalar(db, "SELECT value FROM stats WHERE key='readings'"); });
+  return store_.read([](sqlite::Database& db) {
+    return scalar(db, "SELECT (SELECT value FROM stats WHERE key='compacted') + (SELECT coalesce(sum(readings), 0) FROM log)");
+  });
 }
 
 Result<std::int64_t> scalar(sqlite::Database& db, std::string_view sql, std::optional<std::string_view> arg) {
@@ -1326,13 +1398,18 @@ Result<std::unique_ptr<Store>> open_sqlite_store(const StoreOptions& options, co
   // FAST does not write free pages just to zero them (the log's deleted rows would double the
   // writes), and revoke_device() overwrites key bytes in place first.
   if (auto s = db->exec("PRAGMA secure_delete=FAST"); !s) return tl::unexpected(s.error());
+  // The checkpointer thread checkpoints; the writer only when the WAL grows this large.
+  if (auto s = db->exec("PRAGMA wal_autocheckpoint=" + std::to_string(kWriterCheckpointPages)); !s)
+    return tl::unexpected(s.error());
   if (auto s = migrate(*db); !s) {
     if (s.error().reason == "db_schema") return tl::unexpected(s.error());
     return core::fail(Code::kDataLoss, "db_schema", "cannot create or migrate schema: " + s.error().message);
   }
   auto logged = scalar(*db, "SELECT coalesce(sum(readings), 0) FROM log");
   if (!logged) return tl::unexpected(logged.error());
-  return std::unique_ptr<Store>(new SqliteStore(options, clock, std::move(*db), *logged));
+  auto checkpointer = sqlite::Database::open(options.path, writer_options);
+  if (!checkpointer) return tl::unexpected(checkpointer.error());
+  return std::unique_ptr<Store>(new SqliteStore(options, clock, std::move(*db), std::move(*checkpointer), *logged));
 }
 
 }  // namespace telehub::storage
