@@ -1172,7 +1172,13 @@ Status SqliteRegistry::rotate_key(const KeyRotation& k) {
 Status SqliteRegistry::revoke_device(std::string_view device_id, core::TimePoint revoked_at) {
   auto r = store_.write([device_id, revoked_at](sqlite::Database& db) -> Result<std::int64_t> {
     // zeroblob first, then empty: the key bytes are overwritten in place, and secure_delete
-    // zeroes whatever the update frees.
+    // (fully ON for this job: also freed pages, not only those written anyway) zeroes whatever
+    // the update frees.
+    if (auto s = db.exec("PRAGMA secure_delete=ON"); !s) return tl::unexpected(s.error());
+    struct Fast {
+      sqlite::Database& db;
+      ~Fast() { (void)db.exec("PRAGMA secure_delete=FAST"); }
+    } restore{db};
     auto st = db.prepare(
         "UPDATE devices SET active=0, revoked_ms=coalesce(revoked_ms, ?2), wrapped_key=zeroblob(length(wrapped_key)),"
         " prev_wrapped_key=CASE WHEN prev_wrapped_key IS NULL THEN NULL ELSE zeroblob(length(prev_wrapped_key)) END"
