@@ -693,6 +693,7 @@ Status compact_series(sqlite::Database& db, std::int64_t subject_key, const std:
             [](const LogPoint& a, const LogPoint& b) { return std::tie(a.time, a.id) < std::tie(b.time, b.id); });
   std::optional<codec::ChunkBuilder> open;
   std::int64_t open_id = 0;  // the stored chunk `open` continues; 0 = a new chunk
+  bool grown = false;        // `open` holds a point of this compaction
 
   // Continue the series' newest chunk when every point comes after it.
   auto tail = db.prepare("SELECT id, t1, data FROM chunks WHERE subject_key=?1 AND code=?2 ORDER BY t1 DESC LIMIT 1");
@@ -714,8 +715,11 @@ Status compact_series(sqlite::Database& db, std::int64_t subject_key, const std:
     values.assign(p.reading->values.begin(), p.reading->values.end());
     const bool fits = open && open->shape() == p.reading->shape && p.time - open->first_time() <= kMaxChunkSpanMs &&
                       open->encoded_size() + 16 + 10 * values.size() <= kMaxChunkBytes;
-    if (fits && open->append(p.time, p.id, values)) continue;
-    if (open) {
+    if (fits && open->append(p.time, p.id, values)) {
+      grown = true;
+      continue;
+    }
+    if (open && grown) {
       if (auto s = write_chunk(db, subject_key, code, open_id, *open); !s) return s;
     }
     // A new chunk, at the widest scale the next points of this shape need.
@@ -726,12 +730,13 @@ Status compact_series(sqlite::Database& db, std::int64_t subject_key, const std:
     }
     open.emplace(p.reading->shape, scale);
     open_id = 0;
+    grown = true;
     if (!open->append(p.time, p.id, values)) {
       open.emplace(p.reading->shape, codec::kRawScale);
       (void)open->append(p.time, p.id, values);  // a raw chunk takes any value
     }
   }
-  if (open) return write_chunk(db, subject_key, code, open_id, *open);
+  if (open && grown) return write_chunk(db, subject_key, code, open_id, *open);
   return {};
 }
 
