@@ -107,6 +107,7 @@ CREATE TABLE IF NOT EXISTS messages(
 CREATE TABLE IF NOT EXISTS log(
   subject_key INTEGER NOT NULL,
   message_id INTEGER NOT NULL,
+  received_ms INTEGER NOT NULL,
   readings INTEGER NOT NULL,
   data BLOB NOT NULL,
   PRIMARY KEY(subject_key, message_id)
@@ -204,6 +205,22 @@ struct LogKey {
   std::int64_t message_id = INT64_MIN;
 };
 
+// Which of a subject's log rows a compaction moves: all of them when the subject has at least
+// min_readings readings in the log, or its oldest row was received before old_before_ms, or
+// `all` is set; otherwise they wait for more (a chunk built from one reading a minute would
+// be rewritten for every reading).
+struct CompactPolicy {
+  std::int64_t min_readings = 1;
+  std::int64_t old_before_ms = INT64_MAX;
+  bool all = true;
+};
+
+struct CompactResult {
+  std::int64_t moved = 0;  // readings moved into chunks
+  std::int64_t read = 0;   // readings looked at
+  LogKey last;             // after the last subject looked at: the next step starts there
+};
+
 // One caller's write, waiting in SqliteStore::writers_ until a leader (the caller at the front
 // of the queue) has committed it. `run` executes inside a savepoint; its result is delivered
 // only after the enclosing transaction committed.
@@ -256,7 +273,8 @@ class SqliteQuarantine final : public Quarantine {
 };
 
 Result<std::int64_t> scalar(sqlite::Database& db, std::string_view sql, std::optional<std::string_view> arg = {});
-Result<std::pair<std::int64_t, LogKey>> compact_log(sqlite::Database& db, std::size_t max_readings, LogKey cursor);
+Result<CompactResult> compact_log(sqlite::Database& db, std::size_t max_readings, LogKey cursor,
+                                  const CompactPolicy& policy);
 
 class SqliteStore final : public Store {
  public:
@@ -297,10 +315,10 @@ class SqliteStore final : public Store {
   Result<std::int64_t> compact() override {
     std::int64_t moved = 0;
     for (;;) {
-      auto r = compact_once();
-      if (!r) return r;
-      if (*r == 0) return moved;
-      moved += *r;
+      auto r = compact_once(CompactPolicy{});  // everything
+      if (!r) return tl::unexpected(r.error());
+      if (r->read == 0) return moved;
+      moved += r->moved;
     }
   }
 
@@ -334,7 +352,8 @@ class SqliteStore final : public Store {
 
   // An append committed `readings` more readings into the log.
   void logged(std::int64_t readings) {
-    const auto now = log_readings_.fetch_add(readings) + readings;
+    log_readings_.fetch_add(readings);
+    const auto now = appended_since_compaction_.fetch_add(readings) + readings;
     if (options_.compact_after_readings > 0 && now >= static_cast<std::int64_t>(options_.compact_after_readings))
       compact_cv_.notify_one();
   }
@@ -426,27 +445,37 @@ class SqliteStore final : public Store {
   }
 
  private:
-  // One compaction transaction (at most compact_batch_readings readings, at least one message).
-  Result<std::int64_t> compact_once() {
+  // One compaction transaction: looks at about compact_batch_readings readings of the log.
+  Result<CompactResult> compact_once(const CompactPolicy& policy) {
     const std::size_t max = options_.compact_batch_readings;
     LogKey from;
     {
       std::lock_guard lock(compact_mutex_);
       from = compact_cursor_;
     }
-    LogKey last;
-    auto r = write([max, from, &last](sqlite::Database& db) -> Result<std::int64_t> {
-      auto moved = compact_log(db, max, from);
-      if (!moved) return tl::unexpected(moved.error());
-      last = moved->second;
-      return moved->first;
+    CompactResult result;
+    auto r = write([&](sqlite::Database& db) -> Result<std::int64_t> {
+      auto done = compact_log(db, max, from, policy);
+      if (!done) return tl::unexpected(done.error());
+      result = *done;
+      return done->moved;
     });
-    if (r) {
-      std::lock_guard lock(compact_mutex_);
-      compact_cursor_ = last;  // committed: continue after it (or from the start when empty)
-      if (*r > 0) log_readings_.fetch_sub(*r);
-    }
-    return r;
+    if (!r) return tl::unexpected(r.error());
+    std::lock_guard lock(compact_mutex_);
+    compact_cursor_ = result.last;  // committed: continue after it
+    log_readings_.fetch_sub(result.moved);
+    return result;
+  }
+
+  // What the background compaction moves now (StoreOptions::compact_min_readings and
+  // compact_max_age).
+  CompactPolicy background_policy() const {
+    CompactPolicy p;
+    p.all = false;
+    p.min_readings = static_cast<std::int64_t>(std::max<std::size_t>(1, options_.compact_min_readings));
+    p.old_before_ms = core::to_unix_millis(clock_.now()) -
+                      std::chrono::duration_cast<std::chrono::milliseconds>(options_.compact_max_age).count();
+    return p;
   }
 
   // Checkpoints (copies committed pages from the WAL into the database file, then syncs it) on
@@ -466,23 +495,32 @@ class SqliteStore final : public Store {
     }
   }
 
+  // A compaction step whenever compact_after_readings readings were appended since the last
+  // one, and every 10 s while the log is not empty (so old rows get compacted when ingest
+  // is quiet). Each step looks at the next slice of the log (see compact_log()).
   void compactor_loop() {
     std::unique_lock lock(compact_mutex_);
     const auto threshold = static_cast<std::int64_t>(options_.compact_after_readings);
+    auto last_step = std::chrono::steady_clock::now();
     while (!stop_compactor_) {
       // The timeout covers a notification sent between our check and our wait.
       compact_cv_.wait_for(lock, std::chrono::seconds(1),
-                           [&] { return stop_compactor_ || log_readings_.load() >= threshold; });
-      if (stop_compactor_ || log_readings_.load() < threshold) continue;
+                           [&] { return stop_compactor_ || appended_since_compaction_.load() >= threshold; });
+      if (stop_compactor_) break;
+      const bool due = appended_since_compaction_.load() >= threshold;
+      const bool idle_due = log_readings_.load() > 0 && std::chrono::steady_clock::now() - last_step > std::chrono::seconds(10);
+      if (!due && !idle_due) continue;
+      appended_since_compaction_.store(0);
+      last_step = std::chrono::steady_clock::now();
       lock.unlock();
-      auto r = compact_once();  // takes compact_mutex_ briefly itself
+      auto r = compact_once(background_policy());  // takes compact_mutex_ briefly itself
       lock.lock();
       if (!r) {
         if (r.error().reason != "closed")
           core::log_warn("storage", "compaction failed (retrying in 1 s): " + r.error().to_string());
         compact_cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stop_compactor_; });
-      } else if (*r == 0) {
-        log_readings_.store(0);  // another process compacted the log meanwhile
+      } else if (r->read == 0) {
+        log_readings_.store(0);  // the log is empty (another process compacted it meanwhile)
       }
     }
   }
@@ -559,6 +597,7 @@ class SqliteStore final : public Store {
   std::thread checkpointer_;
 
   std::atomic<std::int64_t> log_readings_;  // readings in the log (this process's view)
+  std::atomic<std::int64_t> appended_since_compaction_{0};
   std::mutex compact_mutex_;
   std::condition_variable compact_cv_;
   bool stop_compactor_ = false;  // guarded by compact_mutex_
@@ -596,10 +635,12 @@ Result<std::int64_t> insert_message(sqlite::Database& db, std::optional<std::int
   const auto message_id = db.last_insert_rowid();
   if (readings.empty()) return message_id;
 
-  auto log = db.prepare("INSERT INTO log(subject_key, message_id, readings, data) VALUES(?2, ?1, ?3, ?4)");
+  auto log = db.prepare(
+      "INSERT INTO log(subject_key, message_id, received_ms, readings, data) VALUES(?2, ?1, ?5, ?3, ?4)");
   if (!log) return tl::unexpected(log.error());
   const auto data = codec::encode_log(readings);
   log->bind(1, message_id).bind(2, subject_key).bind(3, static_cast<std::int64_t>(readings.size())).bind_blob(4, data);
+  log->bind(5, received_ms);
   if (auto s = log->run(); !s) return tl::unexpected(s.error());
   return message_id;
 }
@@ -740,58 +781,102 @@ Status compact_series(sqlite::Database& db, std::int64_t subject_key, const std:
   return {};
 }
 
-// Moves log rows into chunks and deletes them, inside the caller's transaction: the rows after
-// `*cursor` in key order (at least one message, then up to max_readings readings), or from the
-// start of the log when nothing follows the cursor. So successive compactions sweep the log
-// subject by subject and wrap around: every row is taken within one sweep, however fast new
-// rows arrive, and a subject's readings since the last sweep become one run of points.
-// Advances *cursor only once the caller's transaction committed (the caller does that).
-// Returns the readings moved (0: log empty) and the last key taken.
-Result<std::pair<std::int64_t, LogKey>> compact_log(sqlite::Database& db, std::size_t max_readings, LogKey cursor) {
+// One compaction step inside the caller's transaction: reads the log rows after `cursor` in
+// key order (or from the start of the log when nothing follows it) subject by subject, until
+// it has looked at max_readings readings and the subject ends; moves the rows of every subject
+// the policy selects into chunks and deletes them. So successive steps sweep the log subject
+// by subject and wrap around: every row is looked at within one sweep, however fast rows
+// arrive, and all readings a subject gathered meanwhile become one run of points.
+Result<CompactResult> compact_log(sqlite::Database& db, std::size_t max_readings, LogKey cursor,
+                                  const CompactPolicy& policy) {
   std::deque<std::vector<codec::LogReading>> decoded;
   std::map<std::pair<std::int64_t, std::string>, std::vector<LogPoint>> series;
-  std::int64_t moved = 0;
-  LogKey last = cursor;
-  for (int pass = 0; pass < 2 && moved == 0; ++pass) {
-    if (pass == 1) cursor = last = LogKey{};  // wrap around
+  std::vector<LogKey> take;  // per selected subject: its last message id read
+  CompactResult result;
+  result.last = cursor;
+
+  // The rows of the subject being read, until the subject ends.
+  struct Row {
+    std::int64_t message_id;
+    std::vector<codec::LogReading>* readings;
+  };
+  std::int64_t group_subject = 0, group_readings = 0, group_oldest = INT64_MAX;
+  std::vector<Row> group;
+  auto close_group = [&] {
+    if (group.empty()) return;
+    if (policy.all || group_readings >= policy.min_readings || group_oldest < policy.old_before_ms) {
+      for (const auto& row : group)
+        for (std::size_t idx = 0; idx < row.readings->size(); ++idx) {
+          const auto& r = (*row.readings)[idx];
+          series[{group_subject, r.code}].push_back(
+              {r.time_ms, row.message_id * kIdsPerMessage + static_cast<std::int64_t>(idx), &r});
+        }
+      take.push_back({group_subject, group.back().message_id});
+      result.moved += group_readings;
+    } else {
+      decoded.resize(decoded.size() - group.size());  // not moved: forget them
+    }
+    group.clear();
+    group_readings = 0;
+    group_oldest = INT64_MAX;
+  };
+
+  // Pass 0: after the cursor to the end; pass 1 (wrapping around): from the start up to the
+  // cursor, if the slice is not full yet.
+  const LogKey start = cursor;
+  bool full = false;
+  for (int pass = 0; pass < 2 && !full; ++pass) {
+    if (pass == 1 && start.subject_key == INT64_MIN) break;  // pass 0 began at the start
     auto st = db.prepare(
-        "SELECT subject_key, message_id, data FROM log WHERE (subject_key, message_id) > (?1, ?2)"
-        " ORDER BY subject_key, message_id LIMIT 4096");
+        "SELECT subject_key, message_id, received_ms, data FROM log WHERE (subject_key, message_id) > (?1, ?2)"
+        " AND (subject_key, message_id) <= (?3, ?4) ORDER BY subject_key, message_id");
     if (!st) return tl::unexpected(st.error());
-    st->bind(1, cursor.subject_key).bind(2, cursor.message_id);
+    const LogKey from = pass == 0 ? start : LogKey{};
+    const LogKey to = pass == 0 ? LogKey{INT64_MAX, INT64_MAX} : start;
+    st->bind(1, from.subject_key).bind(2, from.message_id).bind(3, to.subject_key).bind(4, to.message_id);
     for (;;) {
       auto row = st->step();
       if (!row) return tl::unexpected(row.error());
       if (!*row) break;
       const auto subject_key = st->column_int64(0);
+      if (!group.empty() && subject_key != group_subject) {
+        close_group();
+        if (static_cast<std::size_t>(result.read) >= max_readings) {  // at a subject boundary
+          full = true;
+          break;
+        }
+      }
       const auto message_id = st->column_int64(1);
       auto& readings = decoded.emplace_back();
-      if (!codec::decode_log(st->column_blob_view(2), readings))
+      if (!codec::decode_log(st->column_blob_view(3), readings))
         return core::fail(Code::kDataLoss, "db_corrupt",
                           "log entry of message " + std::to_string(message_id) + " does not decode");
-      for (std::size_t idx = 0; idx < readings.size(); ++idx) {
-        const auto& r = readings[idx];
-        series[{subject_key, r.code}].push_back(
-            {r.time_ms, message_id * kIdsPerMessage + static_cast<std::int64_t>(idx), &r});
-      }
-      moved += static_cast<std::int64_t>(readings.size());
-      last = {subject_key, message_id};
-      if (static_cast<std::size_t>(moved) >= max_readings) break;
+      group_subject = subject_key;
+      group.push_back({message_id, &readings});
+      group_readings += static_cast<std::int64_t>(readings.size());
+      group_oldest = std::min(group_oldest, st->column_int64(2));
+      result.read += static_cast<std::int64_t>(readings.size());
+      result.last = {subject_key, INT64_MAX};  // steps end at subject boundaries
     }
+    close_group();
+    st->reset();
   }
-  if (moved == 0) return std::pair<std::int64_t, LogKey>(0, LogKey{});
+  if (result.moved == 0) return result;
   for (auto& [key, points] : series)
     if (auto s = compact_series(db, key.first, key.second, points); !s) return tl::unexpected(s.error());
-  auto del = db.prepare(
-      "DELETE FROM log WHERE (subject_key, message_id) > (?1, ?2) AND (subject_key, message_id) <= (?3, ?4)");
+  auto del = db.prepare("DELETE FROM log WHERE subject_key=?1 AND message_id <= ?2");
   if (!del) return tl::unexpected(del.error());
-  del->bind(1, cursor.subject_key).bind(2, cursor.message_id).bind(3, last.subject_key).bind(4, last.message_id);
-  if (auto s = del->run(); !s) return tl::unexpected(s.error());
+  for (const auto& k : take) {
+    del->reset();
+    del->bind(1, k.subject_key).bind(2, k.message_id);
+    if (auto s = del->run(); !s) return tl::unexpected(s.error());
+  }
+  del->reset();
   auto stats = db.prepare("UPDATE stats SET value=value+?1 WHERE key='compacted'");
   if (!stats) return tl::unexpected(stats.error());
-  stats->bind(1, moved);
+  stats->bind(1, result.moved);
   if (auto s = stats->run(); !s) return tl::unexpected(s.error());
-  return std::pair<std::int64_t, LogKey>(moved, last);
+  return result;
 }
 
 // ---------------------------------------------------------------- reads

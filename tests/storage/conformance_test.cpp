@@ -107,6 +107,8 @@ void apply_compaction_mode(storage::StoreOptions& o) {
   if (std::string(mode) == "eager") {
     o.compact_after_readings = 1;
     o.compact_batch_readings = 97;
+    o.compact_min_readings = 1;
+    o.compact_max_age = std::chrono::seconds(0);
   } else if (std::string(mode) == "log") {
     o.compact_after_readings = 0;
   }
@@ -1403,6 +1405,8 @@ void report(int fd, Report r) {
     if (plan.compact_constantly) {
       o.compact_after_readings = 1;
       o.compact_batch_readings = 61;
+      o.compact_min_readings = 1;
+      o.compact_max_age = std::chrono::seconds(0);
     }
     o.path = path;
     o.sync_each_commit = plan.sync_each_commit;

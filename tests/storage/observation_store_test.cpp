@@ -2,6 +2,9 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <functional>
 #include <fstream>
 #include <iterator>
 #include <set>
@@ -481,4 +484,85 @@ TEST_CASE("a damaged chunk or log entry is reported as data_loss/db_corrupt, nev
     REQUIRE_FALSE(c);
     CHECK(c.error().reason == "db_corrupt");
   }
+}
+
+namespace {
+
+class ManualClock final : public core::Clock {
+ public:
+  core::TimePoint now() const override { return core::from_unix_millis(ms_.load()); }
+  void advance(std::int64_t ms) { ms_ += ms; }
+
+ private:
+  std::atomic<std::int64_t> ms_{1'800'000'000'000};
+};
+
+// Rows in the log table, read with the raw SQLite API beside the open store (WAL mode).
+long log_rows(const std::filesystem::path& db_path) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db, "SELECT count(*) FROM log", -1, &st, nullptr) == SQLITE_OK);
+  REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+  const long n = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return n;
+}
+
+bool eventually(const std::function<bool()>& done) {
+  for (int i = 0; i < 500; ++i) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return done();
+}
+
+}  // namespace
+
+TEST_CASE("background compaction waits for a run of readings per subject, or for them to age", "[storage][compaction]") {
+  testing::TempDir dir;
+  ManualClock clock;
+  storage::StoreOptions o;
+  o.path = dir.path() / "telehub.db";
+  o.compact_after_readings = 1;  // a step after every append
+  o.compact_min_readings = 5;
+  o.compact_max_age = std::chrono::hours(1);
+  auto opened = storage::open_sqlite_store(o, clock);
+  REQUIRE(opened);
+  auto& store = **opened;
+  auto p = std::move(*privacy::Pseudonymiser::from_key(core::Bytes(32, 9)));
+  const auto sparse = p->subject("sparse"), dense = p->subject("dense");
+  auto at = [&](const privacy::SubjectPseudonym& s, const std::string& device, std::uint64_t seq, int n) {
+    std::vector<core::Reading> rs;
+    for (int i = 0; i < n; ++i)
+      rs.push_back(reading("8867-4", 60 + i, "/min", 1'700'000'000'000 + static_cast<std::int64_t>(seq * 100 + i) * 60'000));
+    auto b = batch(s, device, seq, rs);
+    b.received_at = clock.now();
+    REQUIRE(store.observations().append(std::move(b)));
+  };
+  for (std::uint64_t seq = 1; seq <= 3; ++seq) at(sparse, "dev-sparse", seq, 1);  // 3 readings: not yet
+  at(dense, "dev-dense", 1, 10);                                                  // 10: compacted
+  CHECK(eventually([&] { return log_rows(o.path) == 3; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  CHECK(log_rows(o.path) == 3);  // the sparse subject's rows wait
+
+  // Two more readings make five: the next step takes them.
+  at(sparse, "dev-sparse", 4, 1);
+  at(sparse, "dev-sparse", 5, 1);
+  CHECK(eventually([&] { return log_rows(o.path) == 0; }));
+
+  // A single reading waits until it is an hour old.
+  at(sparse, "dev-sparse", 6, 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  CHECK(log_rows(o.path) == 1);
+  clock.advance(3'600'001);
+  at(dense, "dev-dense", 2, 1);  // any append triggers a step; the dense reading waits, the old one goes
+  CHECK(eventually([&] { return log_rows(o.path) == 1; }));
+  storage::ObservationQuery q;
+  q.subject = sparse.str();
+  auto page = store.observations().search(q);
+  REQUIRE(page);
+  CHECK(page->items.size() == 6);  // reads are the same wherever the readings are
+  CHECK(store.observations().count().value() == 17);
 }

@@ -21,6 +21,7 @@
 // closing the store while appends wait fails them with unavailable/closed.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -210,12 +211,18 @@ struct StoreOptions {
   // Store::sync() makes them durable against power loss. Default: true.
   bool sync_each_commit = true;
   // Appended readings go to a log first; a background thread compacts the log into per-series
-  // chunks once it holds at least this many readings (docs/storage.md). 0: only compact() does.
-  // Default: 8192.
+  // chunks (docs/storage.md): one step each time this many readings were appended (and every
+  // 10 s while the log is not empty). 0: only compact() compacts. Default: 8192.
   std::size_t compact_after_readings = 8192;
-  // Most readings one compaction transaction moves (it holds the writer for that long; about
-  // 1 us a reading). REQUIRES: >= 1. Default: 16384.
+  // Readings of the log one step looks at (it holds the writer for about 1 us a reading).
+  // REQUIRES: >= 1. Default: 16384.
   std::size_t compact_batch_readings = 16384;
+  // A step moves a subject's log rows into chunks when the subject has at least this many
+  // readings in the log, or its oldest row is older than compact_max_age; otherwise they wait
+  // for more, so that a series arriving a reading at a time is compacted in runs, not rewritten
+  // for every reading. Default: 60 (an hour of minute readings), 1 hour.
+  std::size_t compact_min_readings = 60;
+  std::chrono::seconds compact_max_age{3600};
 };
 
 class Store {
@@ -229,8 +236,9 @@ class Store {
   // Fails with unavailable/db_sync (then retry later: nothing committed is lost, only not yet
   // known to be on disk).
   [[nodiscard]] virtual Status sync() = 0;
-  // Compacts the whole log now, in transactions of compact_batch_readings readings, beside
-  // appends; returns the readings moved. Reads return the same before, during and after.
+  // Compacts the whole log now, whatever compact_min_readings and compact_max_age say, in
+  // transactions of about compact_batch_readings readings, beside appends; returns the readings
+  // moved. Reads return the same before, during and after.
   // Fails like an append (then what was moved stays moved, the rest stays in the log).
   [[nodiscard]] virtual Result<std::int64_t> compact() = 0;
   // Stops background compaction, then waits until every write already queued has committed. Further appends fail with
