@@ -23,8 +23,8 @@
 // the most overdue message of the interval was sent. Then one summary line:
 //   {"published":N,"acked":A,"refused":F,"offered_rate":R,"seconds":S,"elapsed_s":E,
 //    "rate":N/E,"min_interval_rate":M,"max_lag_ms":L,"devices":D,"connections":C,"timed_out":B}
-// where elapsed is first publish to last publish (to within 5 ms). Exit status 0 only when every message was
-// published and acknowledged without a failure reason.
+// where elapsed is first publish to last publish (to within 5 ms). Exit status 0 only when
+// every message was published and acknowledged without a failure reason.
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 #include <unistd.h>
