@@ -512,7 +512,7 @@ async function soak() {
   const base = /FHIR API at (http:\/\/\S+)\/fhir\/metadata/.exec(s.child.out)?.[1];
   const brokerPid = Number(/mosquitto pid (\d+)/.exec(s.child.err)?.[1]) || null;
   const metricsUrl = `${base}/metrics`;
-  // {at (performance.now() ms), rss, brokerRss, cpu, brokerCpu, pubCpu, stored, duplicates, quarantined}
+  // {at (performance.now() ms), rss, brokerRss, cpu, brokerCpu, pubCpu, machine, driverCpu, stored, duplicates, quarantined}
   const samples = [];
   let pubPid = null;
   let sampling = true;
@@ -523,6 +523,7 @@ async function soak() {
       const c = await hubCounters(metricsUrl);
       samples.push({ at, rss: rssKiB(hubPid), brokerRss: brokerPid ? rssKiB(brokerPid) : null, cpu: cpuSeconds(hubPid),
         brokerCpu: brokerPid ? cpuSeconds(brokerPid) : null, pubCpu: pubPid ? cpuSeconds(pubPid) : null, machine: machineCpu(),
+        driverCpu: (process.cpuUsage().user + process.cpuUsage().system) / 1e6,
         stored: c ? c.stored : null, duplicates: c ? c.duplicates : null, quarantined: c ? c.quarantined : null });
       next += 1000;
       await sleep(Math.max(0, next - performance.now()));
@@ -554,10 +555,14 @@ async function soak() {
 
   step(`publisher done; waiting up to ${drainS} s for the hub to store everything`);
   let drainedAt = null;
+  let stalled = false;
+  let lastGain = { stored: -1, at: performance.now() };
   await waitFor(async () => {
     const c = await hubCounters(metricsUrl);
     if (c && c.stored >= published) drainedAt = performance.now();
-    return drainedAt !== null;
+    if (c && c.stored > lastGain.stored) lastGain = { stored: c.stored, at: performance.now() };
+    stalled = performance.now() - lastGain.at > 60000;  // no progress for a minute: stop waiting
+    return drainedAt !== null || stalled;
   }, drainS * 1000, 500);
   await sleep(2000);  // a sample or two after the drain
   sampling = false;
@@ -610,7 +615,8 @@ async function soak() {
     const a = ys[0], b = ys[ys.length - 1];
     return (b[field] - a[field]) / (b.t - a.t);
   };
-  const cpu = { hub: cpuShare('cpu'), broker: cpuShare('brokerCpu'), publisher: cpuShare('pubCpu'), machine: null };
+  const cpu = { hub: cpuShare('cpu'), broker: cpuShare('brokerCpu'), publisher: cpuShare('pubCpu'),
+    driver: cpuShare('driverCpu'), machine: null };
   // The whole machine over the same time, as shares of all its cores (others' work included).
   const ms = xs.filter((x) => x.machine && x.t >= 0 && x.t <= S + 0.5);
   if (ms.length >= 2) {
@@ -651,7 +657,8 @@ async function soak() {
       r.publisherProblems.push(`publisher fell behind: ${fmtRate(pubResult.min_interval_rate)} msg/s in its slowest ` +
         `${SOAK_WINDOW_S}-s interval`);
   }
-  if (drainedAt === null) r.problems.push(`not drained within ${drainS} s of the end of publishing`);
+  if (drainedAt === null)
+    r.problems.push(stalled ? 'not drained: the hub stored nothing for a minute' : `not drained within ${drainS} s of the end of publishing`);
   if (msgs !== published) r.problems.push(`stored ${msgs} of ${published}`);
   if (distinct !== msgs) r.problems.push(`${msgs - distinct} (device, sequence) stored twice`);
   if (obs !== msgs) r.problems.push(`${obs} readings for ${msgs} messages`);
@@ -713,7 +720,7 @@ function soakRows(rows, section, o) {
     judge(held !== null && held >= 0.95 && !o.publisherProblems.length),
     join(`slowest window ${fmt(o.hubMinRate)} msg/s (stored count from /metrics)`, short)]);
   rows.push(['hub backlog when publishing stopped (published − stored)', '', `${fmt(o.backlogAtEnd)} msgs`, '', '(info)', '',
-    o.drainS !== null ? `drained ${o.drainS.toFixed(1)} s after publishing stopped` : `not drained within ${o.params.drain_s} s`]);
+    o.drainS !== null ? `drained ${o.drainS.toFixed(1)} s after publishing stopped` : o.problems.find((p) => p.startsWith('not drained'))]);
   const ref = o.rss.refS === 60 ? '1 min in' : `${o.rss.refS} s in`;
   rows.push([`hub RSS: start / ${ref} / peak / end`, '', `${mib(o.rss.start)} / ${mib(o.rss.ref)} / ${mib(o.rss.peak)} / ${mib(o.rss.end)} MiB`, '', '', '',
     `VmRSS of telehub serve; ${mib(o.rss.afterDrain)} MiB after the drain`]);
@@ -722,7 +729,8 @@ function soakRows(rows, section, o) {
   rows.push(['broker RSS: start / peak / end (embedded Mosquitto)', '', `${mib(o.brokerRss.start)} / ${mib(o.brokerRss.peak)} / ${mib(o.brokerRss.end)} MiB`, '',
     '(info)', '', 'it queues what the hub has not taken yet']);
   const pct = (x) => (x === null || x === undefined ? 'n/a' : `${(x * 100).toFixed(0)} %`);
-  rows.push(['CPU while publishing: hub / broker / publisher (% of one core)', '', `${pct(o.cpu.hub)} / ${pct(o.cpu.broker)} / ${pct(o.cpu.publisher)}`, '',
+  rows.push(['CPU while publishing: hub / broker / publisher / this driver (% of one core)', '',
+    `${pct(o.cpu.hub)} / ${pct(o.cpu.broker)} / ${pct(o.cpu.publisher)} / ${pct(o.cpu.driver)}`, '',
     '(info)', '', o.cpu.machine ? `the machine's ${os.cpus().length} cores (everything on it): ${pct(o.cpu.machine.busy)} busy, ` +
       `${pct(o.cpu.machine.iowait)} waiting for I/O` : `${os.cpus().length} cores`]);
   if (o.hubLog) {
