@@ -41,7 +41,20 @@ const P = {
   scaleCheckpoints: (process.env.BENCH_SCALE_CHECKPOINTS || '1000000,10000000').split(',').map(Number),
   scaleSubjects: envInt('BENCH_SCALE_SUBJECTS', 1000),
   skipScale: process.env.BENCH_SKIP_SCALE === '1',
+  // 1 skips the ingest runs (single-reading and batched rows), e.g. to run only the soak.
+  skipIngest: process.env.BENCH_SKIP_INGEST === '1',
+  // Soak: one run, after the others: BENCH_SOAK_SECONDS at BENCH_SOAK_RATE msg/s over
+  // BENCH_SOAK_DEVICES devices enrolled by telehub-bench-enroll.
+  soakSeconds: envInt('BENCH_SOAK_SECONDS', 600),
+  soakRate: envInt('BENCH_SOAK_RATE', 16700),
+  soakDevices: envInt('BENCH_SOAK_DEVICES', 1000000),
+  soakConnections: envInt('BENCH_SOAK_CONNECTIONS', 2),
+  soakDrainS: envInt('BENCH_SOAK_DRAIN_S', 0, 0),  // 0: 2 × BENCH_SOAK_SECONDS
+  skipSoak: process.env.BENCH_SKIP_SOAK === '1',
 };
+// The issue's soak: 1,000,000 patients sending one message a minute, for 10 minutes.
+const SOAK_ISSUE = { devices: 1000000, rate: 16700, seconds: 600 };
+const SOAK_WINDOW_S = 10; // the hub's rate is judged over windows of this length
 if (!['311', '5'].includes(P.publishProtocol)) {
   console.error('bench: BENCH_PUBLISH_PROTOCOL must be 311 or 5');
   process.exit(2);
@@ -57,6 +70,8 @@ const BIN = {
   raw: path.join(BUILD, 'bench', 'telehub-bench-raw-sub'),
   append: path.join(BUILD, 'bench', 'telehub-bench-sqlite-append'),
   scale: path.join(BUILD, 'bench', 'telehub-bench-storage-scale'),
+  enroll: path.join(BUILD, 'bench', 'telehub-bench-enroll'),
+  soakPublish: path.join(BUILD, 'bench', 'telehub-bench-soak-publish'),
   peer: path.join(ROOT, 'bench', 'node', 'peer.mjs'),
 };
 // A fixed test key-encryption key: the bench's data directories hold only generated test data.
@@ -377,6 +392,290 @@ async function runOnce(tpl, n) {
   return res;
 }
 
+// ---------------------------------------------------------------- soak
+
+// Resident set size of a process in KiB (VmRSS), or null once it is gone.
+function rssKiB(pid) {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+// User + system CPU seconds of a process so far (/proc/<pid>/stat, clock ticks of 1/100 s).
+function cpuSeconds(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return null;
+  }
+}
+
+// The whole machine's CPU time so far in s, all cores summed (/proc/stat "cpu" line, 1/100 s
+// ticks): busy (user, nice, system, irq, softirq, steal), iowait, idle.
+function machineCpu() {
+  try {
+    const f = /^cpu\s+(.*)$/m.exec(fs.readFileSync('/proc/stat', 'utf8'))[1].split(/\s+/).map(Number);
+    const [user, nice, system, idle, iowait, irq, softirq, steal] = f;
+    return { busy: (user + nice + system + irq + softirq + (steal || 0)) / 100, iowait: iowait / 100, idle: idle / 100 };
+  } catch {
+    return null;
+  }
+}
+
+// The hub's own counters from GET /metrics (ingest/include/telehub/ingest/metrics.h), or null.
+async function hubCounters(url) {
+  try {
+    const text = await (await fetch(url, { signal: AbortSignal.timeout(2000) })).text();
+    const get = (re) => Number((re.exec(text) || [])[1] ?? NaN);
+    return {
+      stored: get(/^telehub_ingest_messages_total\{outcome="stored"\} (\d+)/m),
+      duplicates: get(/^telehub_ingest_messages_total\{outcome="duplicate"\} (\d+)/m),
+      quarantined: get(/^telehub_ingest_messages_total\{outcome="quarantined"\} (\d+)/m),
+    };
+  } catch {
+    return null;
+  }
+}
+
+// Keeps only the first and last `keep` characters of a chatty child's stderr in child.err (a
+// hub that cannot keep up may log a line per message: gigabytes over a soak), and counts its
+// WARN and ERROR lines by message (timestamp stripped).
+function capStderr(child, keep = 1 << 18) {
+  child.stderr.removeAllListeners('data');
+  child.logLines = { WARN: 0, ERROR: 0, messages: new Map() };
+  let head = child.err, tail = '', carry = '', bytes = child.err.length;
+  child.stderr.on('data', (d) => {
+    const text = carry + d;
+    const lines = text.split('\n');
+    carry = lines.pop();
+    for (const l of lines) {
+      const m = /^\S+ (WARN|ERROR) (.*)$/.exec(l);
+      if (!m) continue;
+      ++child.logLines[m[1]];
+      const key = `${m[1]} ${m[2]}`;
+      if (child.logLines.messages.has(key) || child.logLines.messages.size < 20)
+        child.logLines.messages.set(key, (child.logLines.messages.get(key) || 0) + 1);
+    }
+    bytes += d.length;
+    if (head.length < keep) head += d;
+    else tail = (tail + d).slice(-keep);
+    child.err = tail ? `${head}\n[... ${bytes - head.length - tail.length} bytes left out ...]\n${tail}` : head;
+  });
+}
+
+// Linear interpolation of a sampled counter at time t (s); samples sorted by t.
+function valueAt(samples, t, field) {
+  const xs = samples.filter((x) => x[field] !== null && !Number.isNaN(x[field]));
+  if (!xs.length || t < xs[0].t || t > xs[xs.length - 1].t) return null;
+  let i = 1;
+  while (i < xs.length && xs[i].t < t) ++i;
+  if (i >= xs.length) return xs[xs.length - 1][field];
+  const a = xs[i - 1], b = xs[i];
+  return b.t === a.t ? b[field] : a[field] + ((b[field] - a[field]) * (t - a.t)) / (b.t - a.t);
+}
+
+// The soak (issue [3/8]): BENCH_SOAK_DEVICES devices enrolled by telehub-bench-enroll into a
+// fresh data directory, one `telehub serve`, and telehub-bench-soak-publish offering
+// BENCH_SOAK_RATE msg/s for BENCH_SOAK_SECONDS. Every second the hub's RSS (and its broker's)
+// and its stored count (/metrics) are sampled; after publishing stops the hub drains its
+// backlog, then stops, and its database is checked: stored = published, 0 duplicates, 0
+// quarantined.
+async function soak() {
+  const dir = path.join(WORK, 'soak');
+  const data = path.join(dir, 'data');
+  const keys = path.join(dir, 'devices.keys');
+  const S = P.soakSeconds, R = P.soakRate, D = P.soakDevices;
+  const drainS = P.soakDrainS || 2 * S;
+  const started = Date.now();
+  const step = (name) => process.stderr.write(`bench: soak (+${((Date.now() - started) / 1000).toFixed(1)} s): ${name}\n`);
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  const first = await serve(data);  // hub.json, CA, TLS files
+  await stop(first.child);
+
+  step(`enrolling ${D.toLocaleString('en-US')} devices (telehub-bench-enroll)`);
+  const e = spawnSync(BIN.enroll, ['--data', data, '--devices', String(D), '--keys', keys],
+    { env: ENV, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  if (e.status !== 0) throw new Error(`telehub-bench-enroll failed (exit ${e.status ?? e.signal})`);
+  const enrol = lastJson(e.stdout);
+  fs.rmSync(path.join(data, 'broker', 'mosquitto.db'), { force: true });
+
+  step('starting the hub');
+  const s = await serve(data);
+  capStderr(s.child);
+  const hubPid = s.child.pid;
+  const base = /FHIR API at (http:\/\/\S+)\/fhir\/metadata/.exec(s.child.out)?.[1];
+  const brokerPid = Number(/mosquitto pid (\d+)/.exec(s.child.err)?.[1]) || null;
+  const metricsUrl = `${base}/metrics`;
+  // {at (performance.now() ms), rss, brokerRss, cpu, brokerCpu, pubCpu, machine, driverCpu, stored, duplicates, quarantined}
+  const samples = [];
+  let pubPid = null;
+  let sampling = true;
+  const sampler = (async () => {
+    let next = performance.now();
+    while (sampling) {
+      const at = performance.now();
+      const c = await hubCounters(metricsUrl);
+      samples.push({ at, rss: rssKiB(hubPid), brokerRss: brokerPid ? rssKiB(brokerPid) : null, cpu: cpuSeconds(hubPid),
+        brokerCpu: brokerPid ? cpuSeconds(brokerPid) : null, pubCpu: pubPid ? cpuSeconds(pubPid) : null, machine: machineCpu(),
+        driverCpu: (process.cpuUsage().user + process.cpuUsage().system) / 1e6,
+        stored: c ? c.stored : null, duplicates: c ? c.duplicates : null, quarantined: c ? c.quarantined : null });
+      next += 1000;
+      await sleep(Math.max(0, next - performance.now()));
+    }
+  })();
+  await sleep(5000);  // the idle hub, subscribed, before any load
+
+  step(`publishing ${R.toLocaleString('en-US')} msg/s for ${S} s (telehub-bench-soak-publish)`);
+  const pub = start(BIN.soakPublish, ['--port', String(s.plainPort), '--keys', keys, '--rate', String(R), '--seconds',
+    String(S), '--devices', String(D), '--connections', String(P.soakConnections), '--interval-s', String(SOAK_WINDOW_S)]);
+  pubPid = pub.pid;
+  let t0 = null;  // performance.now() when the publisher started publishing
+  let progress = 0;
+  pub.stdout.on('data', () => {
+    if (t0 === null && pub.out.includes('"event":"start"')) t0 = performance.now();
+    const lines = pub.out.split('\n').filter((l) => l.startsWith('{"interval"'));
+    for (; progress < lines.length; ++progress) {
+      const j = JSON.parse(lines[progress]);
+      const last = samples[samples.length - 1];
+      process.stderr.write(`bench: soak: ${j.t_s.toFixed(0)} s: published ${j.published} (${fmtRate(j.rate)}/s), hub stored ` +
+        `${last?.stored ?? '?'}, hub RSS ${last?.rss ? (last.rss / 1024).toFixed(0) : '?'} MiB\n`);
+    }
+  });
+  await finish(pub, (S + 300) * 1000);
+  const pubEnd = performance.now();
+  const pubResult = lastJson(pub.out);
+  const intervals = pub.out.split('\n').filter((l) => l.startsWith('{"interval"')).map((l) => JSON.parse(l));
+  const published = pubResult ? pubResult.acked : 0;
+
+  step(`publisher done; waiting up to ${drainS} s for the hub to store everything`);
+  let drainedAt = null;
+  let stalled = false;
+  let lastGain = { stored: -1, at: performance.now() };
+  await waitFor(async () => {
+    const c = await hubCounters(metricsUrl);
+    if (c && c.stored >= published) drainedAt = performance.now();
+    if (c && c.stored > lastGain.stored) lastGain = { stored: c.stored, at: performance.now() };
+    stalled = performance.now() - lastGain.at > 60000;  // no progress for a minute: stop waiting
+    return drainedAt !== null || stalled;
+  }, drainS * 1000, 500);
+  await sleep(2000);  // a sample or two after the drain
+  sampling = false;
+  await sampler;
+  const end = await stop(s.child, 120000);
+  const log = s.child.err;
+  const m = /stopped cleanly: (\d+) readings stored, (\d+) duplicates, (\d+) quarantined/.exec(log);
+
+  step('checking the database');
+  const db = path.join(data, 'telehub.db');
+  const [msgs] = sql(db, 'SELECT count(*) FROM messages');
+  const [distinct] = sql(db, 'SELECT count(*) FROM (SELECT 1 FROM messages GROUP BY device_id, sequence)');
+  const [obs] = sql(db, 'SELECT count(*) FROM observations');
+  const [quarantined] = sql(db, 'SELECT count(*) FROM quarantine');
+
+  // Times in s from the first publish.
+  const zero = t0 ?? pubEnd - S * 1000;
+  const xs = samples.map((x) => ({ ...x, t: (x.at - zero) / 1000 }));
+  const during = xs.filter((x) => x.t >= 0 && x.t <= S + 0.5 && x.rss !== null);
+  const before = xs.filter((x) => x.t < 0 && x.rss !== null);
+  const nearest = (t) => during.reduce((best, x) => (!best || Math.abs(x.t - t) < Math.abs(best.t - t) ? x : best), null);
+  const refS = Math.min(60, S / 2);  // "one minute in" (half-way for a soak shorter than two minutes)
+  const rss = {
+    start: before.length ? before[before.length - 1].rss : null,
+    refS,
+    ref: nearest(refS)?.rss ?? null,
+    peak: during.length ? Math.max(...during.map((x) => x.rss)) : null,
+    end: nearest(S)?.rss ?? null,
+    afterDrain: xs.length ? xs[xs.length - 1].rss : null,
+  };
+  const brokerDuring = during.filter((x) => x.brokerRss !== null);
+  const brokerRss = {
+    start: before.length ? before[before.length - 1].brokerRss : null,
+    peak: brokerDuring.length ? Math.max(...brokerDuring.map((x) => x.brokerRss)) : null,
+    end: nearest(S)?.brokerRss ?? null,
+  };
+  // The hub's commit rate per window of SOAK_WINDOW_S over the publishing time.
+  const windows = [];
+  for (let a = 0; a + SOAK_WINDOW_S <= S + 1e-9; a += SOAK_WINDOW_S) {
+    const x = valueAt(xs, a, 'stored'), y = valueAt(xs, a + SOAK_WINDOW_S, 'stored');
+    windows.push({ from_s: a, rate: x === null || y === null ? null : (y - x) / SOAK_WINDOW_S });
+  }
+  const measured = windows.filter((w) => w.rate !== null);
+  const hubMinRate = measured.length ? Math.min(...measured.map((w) => w.rate)) : null;
+  const storedAtEnd = valueAt(xs, S, 'stored');
+  // Share of one core each process used while publishing: first to last sample in [0, S].
+  const cpuShare = (field) => {
+    const ys = xs.filter((x) => x[field] !== null && x.t >= 0 && x.t <= S + 0.5);
+    if (ys.length < 2) return null;
+    const a = ys[0], b = ys[ys.length - 1];
+    return (b[field] - a[field]) / (b.t - a.t);
+  };
+  const cpu = { hub: cpuShare('cpu'), broker: cpuShare('brokerCpu'), publisher: cpuShare('pubCpu'),
+    driver: cpuShare('driverCpu'), machine: null };
+  // The whole machine over the same time, as shares of all its cores (others' work included).
+  const ms = xs.filter((x) => x.machine && x.t >= 0 && x.t <= S + 0.5);
+  if (ms.length >= 2) {
+    const a = ms[0].machine, b = ms[ms.length - 1].machine;
+    const total = b.busy + b.iowait + b.idle - (a.busy + a.iowait + a.idle);
+    if (total > 0) cpu.machine = { busy: (b.busy - a.busy) / total, iowait: (b.iowait - a.iowait) / total };
+  }
+
+  const r = {
+    params: { devices: D, rate: R, seconds: S, connections: P.soakConnections, drain_s: drainS },
+    enrol,
+    publisher: pubResult,
+    intervals,
+    published,
+    stored: msgs,
+    readings: obs,
+    duplicates: m ? Number(m[2]) : null,
+    quarantined,
+    hubMinRate,
+    windows,
+    backlogAtEnd: storedAtEnd === null ? null : Math.max(0, published - storedAtEnd),
+    drainS: drainedAt === null ? null : Math.max(0, (drainedAt - zero) / 1000 - S),
+    rss,
+    brokerRss,
+    cpu,
+    hubLog: s.child.logLines ? { warn: s.child.logLines.WARN, error: s.child.logLines.ERROR,
+      messages: [...s.child.logLines.messages].sort((a, b) => b[1] - a[1]).map(([text, n]) => ({ n, text })) } : null,
+    samples: xs.map(({ at, ...x }) => x),
+    problems: [],
+    publisherProblems: [],
+  };
+  if (!pubResult) r.publisherProblems.push(`publisher failed: ${pub.err.slice(-500)}`);
+  else {
+    if (pubResult.published !== R * S || pubResult.acked !== pubResult.published || pubResult.refused || pubResult.timed_out)
+      r.publisherProblems.push(`published ${pubResult.published}, acknowledged ${pubResult.acked} of ${R * S}` +
+        `${pubResult.refused ? `, ${pubResult.refused} refused` : ''}${pubResult.timed_out ? ', timed out' : ''}`);
+    if (pubResult.min_interval_rate < 0.99 * R)
+      r.publisherProblems.push(`publisher fell behind: ${fmtRate(pubResult.min_interval_rate)} msg/s in its slowest ` +
+        `${SOAK_WINDOW_S}-s interval`);
+  }
+  if (drainedAt === null)
+    r.problems.push(stalled ? 'not drained: the hub stored nothing for a minute' : `not drained within ${drainS} s of the end of publishing`);
+  if (msgs !== published) r.problems.push(`stored ${msgs} of ${published}`);
+  if (distinct !== msgs) r.problems.push(`${msgs - distinct} (device, sequence) stored twice`);
+  if (obs !== msgs) r.problems.push(`${obs} readings for ${msgs} messages`);
+  if (quarantined) r.problems.push(`${quarantined} quarantined`);
+  if (!m) r.problems.push(`no clean stop (exit ${end.code ?? end.signal})`);
+  else if (Number(m[2]) !== 0) r.problems.push(`${m[2]} duplicates`);
+
+  // Keep the data directory (and the hub's log) of a soak that failed a check; it can be large.
+  if (r.problems.length === 0 && r.publisherProblems.length === 0) fs.rmSync(dir, { recursive: true, force: true });
+  else {
+    fs.writeFileSync(path.join(dir, 'serve.log'), log);
+    fs.writeFileSync(path.join(dir, 'publisher.out'), pub.out + pub.err);
+    process.stderr.write(`bench: the soak failed a check; its files are kept in ${dir}\n`);
+  }
+  return r;
+}
+
 // ---------------------------------------------------------------- table
 
 const median = (xs) => {
@@ -396,7 +695,54 @@ function checks(runs, key, okText) {
   return bad.length ? { text: bad.join('; '), ok: false } : { text: `${runs.length}/${runs.length} runs: ${okText}`, ok: true };
 }
 
-function table(runs, tpl, scale) {
+// The soak's rows (one run). Targets are judged only at the issue's size (SOAK_ISSUE); a
+// shorter or smaller soak shows its figures with '—' as result. stored = published is judged
+// always.
+function soakRows(rows, section, o) {
+  const fmt = (x) => (x === null || x === undefined || Number.isNaN(x) ? 'n/a' : Math.round(x).toLocaleString('en-US'));
+  const mib = (kib) => (kib === null || kib === undefined ? 'n/a' : (kib / 1024).toFixed(0));
+  const { devices: D, rate: R, seconds: S, connections: C } = o.params;
+  const full = D >= SOAK_ISSUE.devices && R >= SOAK_ISSUE.rate && S >= SOAK_ISSUE.seconds;
+  const short = full ? '' : `short soak: judged only at ${fmt(SOAK_ISSUE.devices)} devices, ${fmt(SOAK_ISSUE.rate)} msg/s, ${SOAK_ISSUE.seconds} s`;
+  const judge = (ok) => (full ? (ok ? 'PASS' : 'FAIL') : '—');
+  const join = (...xs) => xs.filter(Boolean).join('; ');
+  const pub = o.publisher;
+  section(`Soak (issue [3/8]): 1 run, ${S} s at ${fmt(R)} msg/s offered, round robin over ${fmt(D)} enrolled devices ` +
+    `(one sealed heart rate per message, ${C} publisher connections), into one telehub serve; hub RSS and stored count sampled every second`);
+  if (o.enrol)
+    rows.push(['enrol the devices (telehub-bench-enroll: Registry::add_device, group commit)', 'file', `${o.enrol.elapsed_s.toFixed(1)} s`, '', '', '',
+      `${fmt(o.enrol.rate)} devices/s, ${o.enrol.threads} threads, synchronous=${o.enrol.synchronous}`]);
+  rows.push(['publisher: offered rate (slowest 10-s interval)', 'plaintext', pub ? `${fmt(pub.min_interval_rate)} msg/s` : 'n/a', '', '',
+    o.publisherProblems.length ? 'FAIL' : '',
+    o.publisherProblems.length ? o.publisherProblems.join('; ') : `${fmt(o.published)} published, every PUBACK received; most late message ${pub.max_lag_ms.toFixed(0)} ms`]);
+  const held = o.hubMinRate === null ? null : o.hubMinRate / R;
+  rows.push([`hub rate held: slowest ${SOAK_WINDOW_S}-s window / offered`, 'TLS', held === null ? 'n/a' : `${held.toFixed(2)}×`, '', '>= 95 %',
+    judge(held !== null && held >= 0.95 && !o.publisherProblems.length),
+    join(`slowest window ${fmt(o.hubMinRate)} msg/s (stored count from /metrics)`, short)]);
+  rows.push(['hub backlog when publishing stopped (published − stored)', '', `${fmt(o.backlogAtEnd)} msgs`, '', '(info)', '',
+    o.drainS !== null ? `drained ${o.drainS.toFixed(1)} s after publishing stopped` : o.problems.find((p) => p.startsWith('not drained'))]);
+  const ref = o.rss.refS === 60 ? '1 min in' : `${o.rss.refS} s in`;
+  rows.push([`hub RSS: start / ${ref} / peak / end`, '', `${mib(o.rss.start)} / ${mib(o.rss.ref)} / ${mib(o.rss.peak)} / ${mib(o.rss.end)} MiB`, '', '', '',
+    `VmRSS of telehub serve; ${mib(o.rss.afterDrain)} MiB after the drain`]);
+  const flat = o.rss.end && o.rss.ref ? o.rss.end / o.rss.ref : null;
+  rows.push([`hub RSS end / ${ref}`, '', flat === null ? 'n/a' : `${flat.toFixed(2)}×`, '', '<= 1.1×', judge(flat !== null && flat <= 1.1), short]);
+  rows.push(['broker RSS: start / peak / end (embedded Mosquitto)', '', `${mib(o.brokerRss.start)} / ${mib(o.brokerRss.peak)} / ${mib(o.brokerRss.end)} MiB`, '',
+    '(info)', '', 'it queues what the hub has not taken yet']);
+  const pct = (x) => (x === null || x === undefined ? 'n/a' : `${(x * 100).toFixed(0)} %`);
+  rows.push(['CPU while publishing: hub / broker / publisher / this driver (% of one core)', '',
+    `${pct(o.cpu.hub)} / ${pct(o.cpu.broker)} / ${pct(o.cpu.publisher)} / ${pct(o.cpu.driver)}`, '',
+    '(info)', '', o.cpu.machine ? `the machine's ${os.cpus().length} cores (everything on it): ${pct(o.cpu.machine.busy)} busy, ` +
+      `${pct(o.cpu.machine.iowait)} waiting for I/O` : `${os.cpus().length} cores`]);
+  if (o.hubLog) {
+    const top = o.hubLog.messages[0];
+    rows.push(['hub log: WARN / ERROR lines', '', `${fmt(o.hubLog.warn)} / ${fmt(o.hubLog.error)}`, '', '(info)', '',
+      top ? `most frequent (${fmt(top.n)}×): ${top.text}` : '']);
+  }
+  rows.push(['stored = published, after the drain', 'file', `${fmt(o.stored)} of ${fmt(o.published)}`, '', 'nothing lost',
+    o.problems.length || !o.published ? 'FAIL' : 'PASS', o.problems.length ? o.problems.join('; ') : '0 duplicates, 0 quarantined, clean stop']);
+}
+
+function table(runs, tpl, scale, soakRes) {
   const rows = [];
   const head = ['figure', 'link', 'median', 'min–max', 'target', 'result', 'check (every run)'];
   const section = (t) => rows.push({ section: t });
@@ -415,28 +761,32 @@ function table(runs, tpl, scale) {
     const t = target === null ? '(info)' : `>= ${target >= 1 ? `${target}×` : `${Math.round(target * 100)} %`}`;
     rows.push([name, '', `${med}×`, range, t, result, complete ? note : `${note}${note ? '; ' : ''}a run was incomplete (see above)`]);
   };
-  const notMeasured = (name, target) => rows.push([name, '', 'not measured yet', '', target, '—', 'storage-at-scale / soak: a later session']);
+  const notMeasured = (name, target, why = 'storage-at-scale / soak: a later session') =>
+    rows.push([name, '', 'not measured yet', '', target, '—', why]);
 
-  section(`Ingest, single-reading messages: ${P.messages.toLocaleString('en-US')} sealed messages (QoS 1, one blood-pressure panel, ${tpl.single.avg_bytes} B) from ${tpl.single.devices} enrolled devices; rate = first to last message received/stored`);
-  figure('hub: telehub serve (readings stored)', 'TLS', 'hub', 'rate', 'stored = published, 0 duplicates, 0 quarantined', 'msg/s');
-  figure('bare Paho MQTT C++ subscriber (counts)', 'plaintext', 'pahoPlain', 'rate', 'received = published', 'msg/s');
-  figure('bare Paho MQTT C++ subscriber (counts)', 'TLS', 'pahoTls', 'rate', 'received = published', 'msg/s');
-  figure('raw libmosquitto subscriber (counts)', 'plaintext', 'raw', 'rate', 'received = published', 'msg/s');
-  if (!P.skipNode) figure('naive Node.js peer (MQTT.js + better-sqlite3)', 'plaintext', 'node', 'rate', 'stored = published, 0 duplicates', 'msg/s');
-  else rows.push(['naive Node.js peer (MQTT.js + better-sqlite3)', 'plaintext', 'not measured', '', '', 'FAIL', `not measured: ${P.skipNodeReason}`]);
-  figure('lean publisher into the broker, during the raw run', 'plaintext', 'raw', 'publisherRate', `${P.publishers} libmosquitto process(es), MQTT ${P.publishProtocol === '5' ? '5' : '3.1.1'}, every PUBACK received`, 'msg/s');
-  ratio('hub / bare Paho (same link: TLS)', ['hub', 'rate'], ['pahoTls', 'rate'], 0.8);
-  ratio('hub / bare Paho (plaintext)', ['hub', 'rate'], ['pahoPlain', 'rate'], null);
-  ratio('hub / raw subscriber (broker limit)', ['hub', 'rate'], ['raw', 'rate'], null);
-  if (!P.skipNode) ratio('hub / naive Node.js peer', ['hub', 'rate'], ['node', 'rate'], 5);
-  else rows.push(['hub / naive Node.js peer', '', 'n/a', '', '>= 5×', 'FAIL', 'Node.js peer not measured']);
+  if (!runs.length) section('Ingest, single-reading and batched messages: not measured (BENCH_SKIP_INGEST=1)');
+  else {
+    section(`Ingest, single-reading messages: ${P.messages.toLocaleString('en-US')} sealed messages (QoS 1, one blood-pressure panel, ${tpl.single.avg_bytes} B) from ${tpl.single.devices} enrolled devices; rate = first to last message received/stored`);
+    figure('hub: telehub serve (readings stored)', 'TLS', 'hub', 'rate', 'stored = published, 0 duplicates, 0 quarantined', 'msg/s');
+    figure('bare Paho MQTT C++ subscriber (counts)', 'plaintext', 'pahoPlain', 'rate', 'received = published', 'msg/s');
+    figure('bare Paho MQTT C++ subscriber (counts)', 'TLS', 'pahoTls', 'rate', 'received = published', 'msg/s');
+    figure('raw libmosquitto subscriber (counts)', 'plaintext', 'raw', 'rate', 'received = published', 'msg/s');
+    if (!P.skipNode) figure('naive Node.js peer (MQTT.js + better-sqlite3)', 'plaintext', 'node', 'rate', 'stored = published, 0 duplicates', 'msg/s');
+    else rows.push(['naive Node.js peer (MQTT.js + better-sqlite3)', 'plaintext', 'not measured', '', '', 'FAIL', `not measured: ${P.skipNodeReason}`]);
+    figure('lean publisher into the broker, during the raw run', 'plaintext', 'raw', 'publisherRate', `${P.publishers} libmosquitto process(es), MQTT ${P.publishProtocol === '5' ? '5' : '3.1.1'}, every PUBACK received`, 'msg/s');
+    ratio('hub / bare Paho (same link: TLS)', ['hub', 'rate'], ['pahoTls', 'rate'], 0.8);
+    ratio('hub / bare Paho (plaintext)', ['hub', 'rate'], ['pahoPlain', 'rate'], null);
+    ratio('hub / raw subscriber (broker limit)', ['hub', 'rate'], ['raw', 'rate'], null);
+    if (!P.skipNode) ratio('hub / naive Node.js peer', ['hub', 'rate'], ['node', 'rate'], 5);
+    else rows.push(['hub / naive Node.js peer', '', 'n/a', '', '>= 5×', 'FAIL', 'Node.js peer not measured']);
 
-  section(`Ingest, batched messages: ${P.batchMessages.toLocaleString('en-US')} messages × ${BATCH} heart-rate readings (${tpl.batch.avg_bytes} B) = ${(P.batchMessages * BATCH).toLocaleString('en-US')} readings`);
-  figure('hub: telehub serve', 'TLS', 'hubBatch', 'readingRate', 'stored = published, 0 duplicates, 0 quarantined', 'readings/s');
-  figure('SQLite raw append, same rows (WAL, synchronous=FULL, 1,000 rows/txn)', 'file', 'appendFULL', 'rate', 'all rows stored', 'rows/s');
-  figure('SQLite raw append, same rows (WAL, synchronous=NORMAL, 1,000 rows/txn)', 'file', 'appendNORMAL', 'rate', 'all rows stored', 'rows/s');
-  ratio('hub / raw append (synchronous=FULL, the hub\'s durability)', ['hubBatch', 'readingRate'], ['appendFULL', 'rate'], 0.5);
-  ratio('hub / raw append (synchronous=NORMAL)', ['hubBatch', 'readingRate'], ['appendNORMAL', 'rate'], null);
+    section(`Ingest, batched messages: ${P.batchMessages.toLocaleString('en-US')} messages × ${BATCH} heart-rate readings (${tpl.batch.avg_bytes} B) = ${(P.batchMessages * BATCH).toLocaleString('en-US')} readings`);
+    figure('hub: telehub serve', 'TLS', 'hubBatch', 'readingRate', 'stored = published, 0 duplicates, 0 quarantined', 'readings/s');
+    figure('SQLite raw append, same rows (WAL, synchronous=FULL, 1,000 rows/txn)', 'file', 'appendFULL', 'rate', 'all rows stored', 'rows/s');
+    figure('SQLite raw append, same rows (WAL, synchronous=NORMAL, 1,000 rows/txn)', 'file', 'appendNORMAL', 'rate', 'all rows stored', 'rows/s');
+    ratio('hub / raw append (synchronous=FULL, the hub\'s durability)', ['hubBatch', 'readingRate'], ['appendFULL', 'rate'], 0.5);
+    ratio('hub / raw append (synchronous=NORMAL)', ['hubBatch', 'readingRate'], ['appendNORMAL', 'rate'], null);
+  }
 
   if (!scale) {
     section('Storage at scale (issue [3/8]): not measured (BENCH_SKIP_SCALE=1)');
@@ -459,8 +809,10 @@ function table(runs, tpl, scale) {
     rows.push(['range read of one patient-year of minute data (pages of 1,000)', 'file', `${scale.year_read_ms.toFixed(0)} ms`, '',
       '< 100 ms', scale.year_read_ms < 100 && scale.year_points === 525600 ? 'PASS' : 'FAIL', `${fmt(scale.year_points)} readings read back; median of 3`]);
   }
-  section('Soak (issue [3/8]): not measured yet');
-  notMeasured('hub RSS, 10 min at 16,700 msg/s (end / 1 min in)', '<= 1.1×, nothing lost');
+  if (!soakRes) {
+    section('Soak (issue [3/8]): not measured (BENCH_SKIP_SOAK=1)');
+    notMeasured('hub RSS, 10 min at 16,700 msg/s (end / 1 min in)', '<= 1.1×, nothing lost', 'BENCH_SKIP_SOAK=1');
+  } else soakRows(rows, section, soakRes);
 
   const widths = head.map((h, i) => Math.max(h.length, ...rows.filter((r) => !r.section).map((r) => String(r[i]).length)));
   widths[6] = Math.min(widths[6], 80);
@@ -478,9 +830,10 @@ for (const [name, file] of Object.entries(BIN)) {
     process.exit(2);
   }
 }
-const tpl = await makeTemplate();
+const tpl = P.skipIngest ? null : await makeTemplate();  // (re)creates WORK
+fs.mkdirSync(WORK, { recursive: true });
 const runs = [];
-for (let n = 1; n <= P.runs; ++n) runs.push(await runOnce(tpl, n));
+if (!P.skipIngest) for (let n = 1; n <= P.runs; ++n) runs.push(await runOnce(tpl, n));
 let scale = null;
 if (!P.skipScale) {
   process.stderr.write(`bench: storage at scale, checkpoints ${P.scaleCheckpoints.join(', ')} readings\n`);
@@ -489,18 +842,26 @@ if (!P.skipScale) {
   scale = JSON.parse(run(BIN.scale, ['--db', db, '--checkpoints', P.scaleCheckpoints.join(','), '--subjects', String(P.scaleSubjects)]));
   fs.rmSync(db, { force: true });
 }
-fs.writeFileSync(path.join(WORK, 'results.json'), JSON.stringify({ params: P, runs, scale }, null, 1));
+// The soak runs once, after everything else (it takes about half an hour at full size).
+let soakRes = null;
+if (!P.skipSoak) {
+  process.stderr.write(`bench: soak, ${P.soakSeconds} s at ${P.soakRate} msg/s over ${P.soakDevices} devices\n`);
+  soakRes = await soak();
+}
+fs.writeFileSync(path.join(WORK, 'results.json'), JSON.stringify({ params: P, runs, scale, soak: soakRes }, null, 1));
 
 const commit = spawnSync('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout.trim();
 const cpu = os.cpus()[0]?.model ?? '?';
 const text = [
   `telehub ingest benchmark — ${new Date().toISOString()} — commit ${commit || '?'} — ${os.cpus().length} × ${cpu}`,
-  `runs ${P.runs} (median, min–max); BENCH_MESSAGES=${P.messages} BENCH_BATCH_MESSAGES=${P.batchMessages} ` +
+  `${P.skipIngest ? 'ingest runs skipped (BENCH_SKIP_INGEST=1)' : `runs ${P.runs} (median, min–max)`}; BENCH_MESSAGES=${P.messages} BENCH_BATCH_MESSAGES=${P.batchMessages} ` +
     `BENCH_DEVICES=${P.devices} BENCH_PUBLISHERS=${P.publishers} BENCH_PUBLISH_PROTOCOL=${P.publishProtocol} BENCH_MIN_RATE=${P.minRate} BENCH_MIN_BATCH_RATE=${P.minBatchRate}; ` +
     `publishers send concurrently with consumption; links: TLS = client certificate on the broker's TLS listener, ` +
-    `plaintext = its loopback plaintext listener (publishers always use it)`,
+    `plaintext = its loopback plaintext listener (publishers always use it)` +
+    (P.skipSoak ? '' : `; BENCH_SOAK_SECONDS=${P.soakSeconds} BENCH_SOAK_RATE=${P.soakRate} BENCH_SOAK_DEVICES=${P.soakDevices} ` +
+      `BENCH_SOAK_CONNECTIONS=${P.soakConnections}`),
   '',
-  table(runs, tpl, scale),
+  table(runs, tpl, scale, soakRes),
 ].join('\n');
 fs.writeFileSync(path.join(WORK, 'table.txt'), `${text}\n`);
 console.log(text);
