@@ -575,7 +575,7 @@ async function soak() {
   const db = path.join(data, 'telehub.db');
   const [msgs] = sql(db, 'SELECT count(*) FROM messages');
   const [distinct] = sql(db, 'SELECT count(*) FROM (SELECT 1 FROM messages GROUP BY device_id, sequence)');
-  const [obs] = sql(db, 'SELECT count(*) FROM observations');
+  const [obs] = sql(db, 'SELECT coalesce(sum(readings), 0) FROM messages');
   const [quarantined] = sql(db, 'SELECT count(*) FROM quarantine');
 
   // Times in s from the first publish.
