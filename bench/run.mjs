@@ -38,7 +38,7 @@ const P = {
   skipNode: process.env.BENCH_SKIP_NODE === '1',
   skipNodeReason: process.env.BENCH_SKIP_NODE_REASON || 'BENCH_SKIP_NODE=1',
   // Storage at scale: one run (it takes minutes), readings stored at each checkpoint.
-  scaleCheckpoints: (process.env.BENCH_SCALE_CHECKPOINTS || '1000000,10000000').split(',').map(Number),
+  scaleCheckpoints: (process.env.BENCH_SCALE_CHECKPOINTS || '1000000,10000000,100000000').split(',').map(Number),
   scaleSubjects: envInt('BENCH_SCALE_SUBJECTS', 1000),
   skipScale: process.env.BENCH_SKIP_SCALE === '1',
   // 1 skips the ingest runs (single-reading and batched rows), e.g. to run only the soak.
@@ -798,7 +798,7 @@ function table(runs, tpl, scale, soakRes) {
     const check = scale.stored === scale.expected ? `stored = appended (${fmt(scale.stored)})` : `stored ${scale.stored} of ${scale.expected}`;
     section(`Storage at scale (issue [3/8]): telehub-bench-storage-scale, 1 run, through storage::Store (synchronous=NORMAL); ${P.scaleSubjects} subjects uploading 60 minute readings per message, plus one patient-year`);
     for (const c of scale.checkpoints)
-      rows.push([`insert rate at ${fmt(c.readings)} stored readings (last 200,000)`, 'file', `${fmt(c.rate)} readings/s`, '', '', '', check]);
+      rows.push([`insert rate at ${fmt(c.readings)} stored readings (last 1,000,000)`, 'file', `${fmt(c.rate)} readings/s`, '', '', '', check]);
     const first = scale.checkpoints[0], last = scale.checkpoints[scale.checkpoints.length - 1];
     const r = last.rate / first.rate;
     const reached100M = last.readings >= 100e6;
@@ -839,7 +839,7 @@ if (!P.skipScale) {
   process.stderr.write(`bench: storage at scale, checkpoints ${P.scaleCheckpoints.join(', ')} readings\n`);
   const db = path.join(WORK, 'scale.db');
   fs.rmSync(db, { force: true });
-  scale = JSON.parse(run(BIN.scale, ['--db', db, '--checkpoints', P.scaleCheckpoints.join(','), '--subjects', String(P.scaleSubjects)]));
+  scale = JSON.parse(run(BIN.scale, ['--db', db, '--checkpoints', P.scaleCheckpoints.join(','), '--subjects', String(P.scaleSubjects), '--window', '1000000']));
   fs.rmSync(db, { force: true });
 }
 // The soak runs once, after everything else (it takes about half an hour at full size).
