@@ -4,6 +4,7 @@
 #include <mqtt/async_client.h>
 
 #include <algorithm>
+#include <chrono>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -231,8 +232,15 @@ class PahoSubscriber final : public MqttSubscriber {
     try {
       std::lock_guard lock(receipts_mutex_);
       if (receipts_.size() + unsynced_.size() >= kMaxQueuedReceipts) {
-        core::log_warn("ingest", "receipt not sent (the gateway will resend): " + std::to_string(kMaxQueuedReceipts) +
-                                     " receipts already waiting");
+        // One line per 10 s with the count, not one per message (a backlog drops thousands).
+        ++receipts_dropped_;
+        const auto now = std::chrono::steady_clock::now();
+        if (now - last_drop_log_ >= std::chrono::seconds(10)) {
+          core::log_warn("ingest", std::to_string(receipts_dropped_) + " receipt(s) not sent (their gateways will resend): " +
+                                       std::to_string(kMaxQueuedReceipts) + " receipts already waiting");
+          receipts_dropped_ = 0;
+          last_drop_log_ = now;
+        }
         return;
       }
       unsynced_.push_back({envelope::receipts_topic_for(r.device_id), std::move(*text)});
@@ -323,6 +331,8 @@ class PahoSubscriber final : public MqttSubscriber {
 
   SubscriberOptions options_;
   Pipeline& pipeline_;
+  std::uint64_t receipts_dropped_ = 0;                   // guarded by receipts_mutex_
+  std::chrono::steady_clock::time_point last_drop_log_;  // guarded by receipts_mutex_
   // Before client_: Paho reports outstanding receipts as failed while client_ is destroyed,
   // and the callbacks read these.
   ReceiptListener receipt_listener_{*this};
