@@ -257,14 +257,27 @@ class PahoSubscriber final : public MqttSubscriber {
   // so the cost of an fsync is shared by all messages committed meanwhile.
   void syncer_loop() noexcept {
     auto backoff = std::chrono::milliseconds(100);
+    // At most one sync per kMinSyncInterval: under load a sync covers the receipts of 10 ms
+    // (an fdatasync writes back everything dirty; back to back they cost CPU the commits need).
+    constexpr auto kMinSyncInterval = std::chrono::milliseconds(10);
+    auto last_sync = std::chrono::steady_clock::now() - kMinSyncInterval;
     for (;;) {
       std::deque<PendingReceipt> batch;
       {
         std::unique_lock lock(receipts_mutex_);
         sync_cv_.wait(lock, [this] { return syncer_stop_ || !unsynced_.empty(); });
         if (unsynced_.empty()) return;  // stopping, nothing left
+        if (!syncer_stop_) {
+          const auto due = last_sync + kMinSyncInterval;
+          if (std::chrono::steady_clock::now() < due) {
+            lock.unlock();
+            std::this_thread::sleep_until(due);
+            lock.lock();
+          }
+        }
         batch.swap(unsynced_);
       }
+      last_sync = std::chrono::steady_clock::now();
       if (auto s = pipeline_.sync(); !s) {
         core::log_error("ingest", "cannot sync the store, receipts held back: " + s.error().to_string());
         {

@@ -69,6 +69,13 @@ constexpr std::int64_t kIdsPerMessage = 1024;      // > envelope::kMaxReadingsPe
 constexpr std::int64_t kMaxChunkSpanMs = 86'400'000;  // a chunk covers at most one day
 constexpr std::size_t kMaxChunkBytes = 3'900;         // a chunk row fits in one 4 KiB page
 constexpr int kWriterCheckpointPages = 16'384;        // 64 MiB of WAL: see checkpointer_loop()
+// The writer's page cache. SQLite's default (2 MiB) holds too little of the B-trees that every
+// append touches at random places (the messages index at its device, the log at its subject,
+// subject keys): with a million devices, a third of the hub's time went to pread() of pages
+// the kernel had anyway. Bounded, so memory stays flat once it is full. Read connections keep
+// the default: SQLite empties a reader's cache whenever another connection has committed since
+// its last transaction (here: nearly always), at a cost that grows with the cache's size.
+constexpr const char* kWriterCacheSize = "PRAGMA cache_size=-65536";  // KiB
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS subjects(
@@ -480,14 +487,15 @@ class SqliteStore final : public Store {
   }
 
   // Checkpoints (copies committed pages from the WAL into the database file, then syncs it) on
-  // its own connection, beside the writer: the writer's commits never wait for one. PASSIVE:
+  // its own connection every 200 ms after commits, beside the writer: the writer's commits
+  // never wait for one. PASSIVE:
   // it takes what no reader still needs and never blocks anyone. The writer itself checkpoints
   // only when the WAL reaches kWriterCheckpointPages (when this thread cannot keep up); and
   // SQLite restarts the WAL from its beginning once everything in it was checkpointed.
   void checkpointer_loop() {
     std::unique_lock lock(checkpoint_mutex_);
     while (!stop_checkpointer_) {
-      checkpoint_cv_.wait_for(lock, std::chrono::milliseconds(50), [&] { return stop_checkpointer_; });
+      checkpoint_cv_.wait_for(lock, std::chrono::milliseconds(200), [&] { return stop_checkpointer_; });
       if (stop_checkpointer_ || !committed_since_checkpoint_.exchange(false)) continue;
       lock.unlock();
       if (auto s = checkpoint_db_.exec("PRAGMA wal_checkpoint(PASSIVE)"); !s && s.error().reason != "db_busy")
@@ -1495,6 +1503,7 @@ Result<std::unique_ptr<Store>> open_sqlite_store(const StoreOptions& options, co
   // FAST does not write free pages just to zero them (the log's deleted rows would double the
   // writes), and revoke_device() overwrites key bytes in place first.
   if (auto s = db->exec("PRAGMA secure_delete=FAST"); !s) return tl::unexpected(s.error());
+  if (auto s = db->exec(kWriterCacheSize); !s) return tl::unexpected(s.error());
   // The checkpointer thread checkpoints; the writer only when the WAL grows this large.
   if (auto s = db->exec("PRAGMA wal_autocheckpoint=" + std::to_string(kWriterCheckpointPages)); !s)
     return tl::unexpected(s.error());
