@@ -20,6 +20,8 @@
 #include <string>
 #include <vector>
 
+#include "read_file.h"
+
 namespace telehub::bench {
 
 struct DeviceKey {
@@ -66,15 +68,8 @@ inline bool write_key_file(const std::string& path, const std::vector<DeviceKey>
 // Reads at most `limit` devices (0: all).
 inline bool read_key_file(const std::string& path, std::vector<DeviceKey>& devices, std::size_t limit,
                           std::string& error) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) {
-    error = "cannot open " + path;
-    return false;
-  }
   std::string data;
-  char chunk[1 << 16];
-  for (std::size_t n; (n = std::fread(chunk, 1, sizeof chunk, f)) > 0;) data.append(chunk, n);
-  std::fclose(f);
+  if (!read_whole_file(path, data, error)) return false;
   const std::string magic = kKeyFileMagic;
   if (data.compare(0, magic.size(), magic) != 0) {
     error = path + " is not a telehub-bench-enroll key file";

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "read_file.h"
+
 namespace telehub::bench {
 
 struct Message {
@@ -50,15 +52,8 @@ inline bool write_message_file(const std::string& path, const std::vector<Messag
 }
 
 inline bool read_message_file(const std::string& path, std::vector<Message>& messages, std::string& error) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) {
-    error = "cannot open " + path;
-    return false;
-  }
   std::string data;
-  char chunk[1 << 16];
-  for (std::size_t n; (n = std::fread(chunk, 1, sizeof chunk, f)) > 0;) data.append(chunk, n);
-  std::fclose(f);
+  if (!read_whole_file(path, data, error)) return false;
   std::size_t pos = 0;
   auto get_u32 = [&](std::uint32_t& v) {
     if (data.size() - pos < 4) return false;
