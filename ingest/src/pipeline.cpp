@@ -65,12 +65,13 @@ std::optional<Finding> validate(const core::Reading& r, std::size_t index) {
 // The time windows of PipelineOptions, relative to the message's receive time.
 std::optional<Finding> check_time(const ingest::PipelineOptions& options_, const core::Reading& r, std::size_t index,
                                   core::TimePoint received) {
-  const std::string where = "readings[" + std::to_string(index) + "].time " + core::format_rfc3339(r.time);
+  // The message text only on a finding: this runs for every reading.
+  auto where = [&] { return "readings[" + std::to_string(index) + "].time " + core::format_rfc3339(r.time); };
   if (options_.max_reading_age.count() > 0 && r.time < received - options_.max_reading_age)
-    return Finding{"replay", where + " is more than " + std::to_string(options_.max_reading_age.count() / 3'600'000) +
+    return Finding{"replay", where() + " is more than " + std::to_string(options_.max_reading_age.count() / 3'600'000) +
                                  " h before the message was received (" + core::format_rfc3339(received) + ")"};
   if (r.time > received + options_.max_clock_skew)
-    return Finding{"bad_reading", where + " is more than " + std::to_string(options_.max_clock_skew.count() / 1000) +
+    return Finding{"bad_reading", where() + " is more than " + std::to_string(options_.max_clock_skew.count() / 1000) +
                                       " s after the message was received (" + core::format_rfc3339(received) +
                                       "): the device clock is ahead"};
   return std::nullopt;
