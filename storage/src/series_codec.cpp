@@ -214,7 +214,15 @@ ChunkBuilder::ChunkBuilder(Shape shape, std::uint8_t scale) : shape_(std::move(s
 }
 
 bool ChunkBuilder::append(std::int64_t time_ms, std::int64_t id, std::span<const double> values) {
-  const std::size_t mark = body_.size();
+  // Scale every value first: a value that is not exact at this scale leaves the chunk as it was.
+  if (scale_ != kRawScale) {
+    scratch_.resize(values.size());
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      auto s = scaled(values[i], scale_);
+      if (!s) return false;
+      scratch_[i] = *s;
+    }
+  }
   if (n_ == 0) {
     base_time_ = last_time_ = time_ms;
     last_delta_ = 0;
@@ -223,22 +231,14 @@ bool ChunkBuilder::append(std::int64_t time_ms, std::int64_t id, std::span<const
   const std::int64_t delta = wsub(time_ms, last_time_);
   put_signed(body_, wsub(delta, last_delta_));
   put_signed(body_, wsub(wsub(id, last_id_), 1));
-  std::vector<std::int64_t> next(last_scaled_);
   for (std::size_t i = 0; i < values.size(); ++i) {
     if (scale_ == kRawScale) {
       put_double(body_, values[i]);
-      continue;
+    } else {
+      put_signed(body_, wsub(scratch_[i], last_scaled_[i]));
+      last_scaled_[i] = scratch_[i];
     }
-    auto s = scaled(values[i], scale_);
-    if (!s) {
-      body_.resize(mark);
-      if (n_ == 0) base_time_ = last_time_ = base_id_ = last_id_ = 0;
-      return false;
-    }
-    put_signed(body_, wsub(*s, last_scaled_[i]));
-    next[i] = *s;
   }
-  last_scaled_ = std::move(next);
   last_time_ = time_ms;
   last_delta_ = delta;
   last_id_ = id;

@@ -94,6 +94,7 @@ class ChunkBuilder {
   std::int64_t last_delta_ = 0;
   std::int64_t last_id_ = 0;
   std::vector<std::int64_t> last_scaled_;
+  std::vector<std::int64_t> scratch_;  // append()'s scaled values, reused
   core::Bytes body_;
 };
 

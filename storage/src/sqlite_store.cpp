@@ -759,11 +759,9 @@ Status compact_series(sqlite::Database& db, std::int64_t subject_key, const std:
   }
   tail->reset();
 
-  std::vector<double> values;
   for (std::size_t i = 0; i < points.size(); ++i) {
     const auto& p = points[i];
-    values.clear();
-    values.assign(p.reading->values.begin(), p.reading->values.end());
+    const std::span<const double> values(p.reading->values);
     const bool fits = open && open->shape() == p.reading->shape && p.time - open->first_time() <= kMaxChunkSpanMs &&
                       open->encoded_size() + 16 + 10 * values.size() <= kMaxChunkBytes;
     if (fits && open->append(p.time, p.id, values)) {
