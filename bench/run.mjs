@@ -376,6 +376,13 @@ async function runOnce(tpl, n) {
     batchDeadline);
   logs['hub-batch-serve'] = res.hubBatch.log;
   delete res.hubBatch.log;
+  step('bare Paho subscriber, TLS, batched messages');
+  const batchData = path.join(runDir, 'hub-batch', 'data');
+  res.pahoBatch = await withBroker(batchData, (b) => subscriberPhase(BIN.paho,
+    ['--uri', `ssl://127.0.0.1:${b.tlsPort}`, '--expect', String(P.batchMessages),
+      '--ca', path.join(batchData, 'ca', 'ca.pem'), '--cert', path.join(batchData, 'tls', 'hub.pem'),
+      '--key', path.join(batchData, 'tls', 'hub.key')], b.plainPort, batch, P.batchMessages, batchDeadline));
+  res.pahoBatch.readingRate = res.pahoBatch.rate * BATCH;
   for (const sync of ['FULL', 'NORMAL']) {
     step(`SQLite raw append, synchronous=${sync}`);
     const db = path.join(runDir, `append-${sync.toLowerCase()}.db`);
@@ -791,10 +798,12 @@ function table(runs, tpl, scale, soakRes) {
 
     section(`Ingest, batched messages: ${P.batchMessages.toLocaleString('en-US')} messages × ${BATCH} heart-rate readings (${tpl.batch.avg_bytes} B) = ${(P.batchMessages * BATCH).toLocaleString('en-US')} readings`);
     figure('hub: telehub serve', 'TLS', 'hubBatch', 'readingRate', 'stored = published, 0 duplicates, 0 quarantined', 'readings/s');
+    figure('bare Paho MQTT C++ subscriber (counts; messages × 60)', 'TLS', 'pahoBatch', 'readingRate', 'received = published', 'readings/s');
     figure('SQLite raw append, same rows (WAL, synchronous=FULL, 1,000 rows/txn)', 'file', 'appendFULL', 'rate', 'all rows stored', 'rows/s');
     figure('SQLite raw append, same rows (WAL, synchronous=NORMAL, 1,000 rows/txn)', 'file', 'appendNORMAL', 'rate', 'all rows stored', 'rows/s');
     ratio('hub / raw append (synchronous=FULL, the hub\'s durability)', ['hubBatch', 'readingRate'], ['appendFULL', 'rate'], 0.5);
     ratio('hub / raw append (synchronous=NORMAL)', ['hubBatch', 'readingRate'], ['appendNORMAL', 'rate'], null);
+    ratio('hub / bare Paho (TLS), batched messages', ['hubBatch', 'readingRate'], ['pahoBatch', 'readingRate'], null);
   }
 
   if (!scale) {
