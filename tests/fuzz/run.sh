@@ -5,7 +5,7 @@
 #   tests/fuzz/run.sh [seconds-per-target]     (default 60)
 #
 # Environment: CXX_FUZZ (default clang++-14), FUZZ_TARGETS (default "envelope_open
-# payload_decode store_codec"), FUZZ_MAX_LEN (default 4096), FUZZ_BUILD_ONLY=1 to build and stop,
+# payload_decode store_codec senml_decode mapping_apply"), FUZZ_MAX_LEN (default 4096), FUZZ_BUILD_ONLY=1 to build and stop,
 # FUZZ_KEEP_GOING=1 to go on after a crash (libFuzzer fork mode).
 # Exits non-zero when a harness finds a crash, leak, timeout or invariant violation; the input
 # is copied to tests/fuzz/regressions/ so the normal test run (envelope_tests "[fuzz]")
@@ -16,7 +16,7 @@ seconds="${1:-60}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 out="$root/build-fuzz"
 cxx="${CXX_FUZZ:-clang++-14}"
-targets="${FUZZ_TARGETS:-envelope_open payload_decode store_codec}"
+targets="${FUZZ_TARGETS:-envelope_open payload_decode store_codec senml_decode mapping_apply}"
 max_len="${FUZZ_MAX_LEN:-4096}"
 
 if ! command -v "$cxx" >/dev/null; then
@@ -28,11 +28,11 @@ flags=(-std=c++20 -g -O1 -fno-omit-frame-pointer
        -fsanitize=address,undefined -fno-sanitize-recover=undefined
        -fsanitize-ignorelist="$root/tests/fuzz/ubsan-ignorelist.txt"
        -Wall -Wextra -Wpedantic
-       -I"$root/core/include" -I"$root/envelope/include" -I"$root/storage/src" -I/usr/include)
+       -I"$root/core/include" -I"$root/envelope/include" -I"$root/formats/include" -I"$root/storage/src" -I/usr/include)
 
 # 1. Build: the telehub sources with coverage instrumentation, then one binary per harness.
 mkdir -p "$out/obj"
-sources=("$root"/core/src/*.cpp "$root"/envelope/src/*.cpp "$root"/storage/src/series_codec.cpp)
+sources=("$root"/core/src/*.cpp "$root"/envelope/src/*.cpp "$root"/formats/src/*.cpp "$root"/storage/src/series_codec.cpp)
 echo "run.sh: compiling ${#sources[@]} telehub sources with $cxx into $out"
 pids=()
 for src in "${sources[@]}"; do

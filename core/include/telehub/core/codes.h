@@ -19,6 +19,10 @@ namespace telehub::core {
 inline constexpr std::string_view kLoincSystem = "http://loinc.org";
 inline constexpr std::string_view kUcumSystem = "http://unitsofmeasure.org";
 inline constexpr std::string_view kMdcSystem = "urn:iso:std:iso:11073:10101";
+// telehub's own codes, for device measurements that have no LOINC code in the table below
+// (docs/payloads.md, "Codes"): the perfusion index of a pulse oximeter, the irregular-heartbeat
+// flag of a blood-pressure cuff.
+inline constexpr std::string_view kTelehubCodeSystem = "https://telehub.example.org/fhir/CodeSystem/measurement";
 
 struct CodeInfo {
   std::string_view loinc;         // "8867-4"
@@ -28,6 +32,11 @@ struct CodeInfo {
   std::optional<std::uint32_t> mdc;  // IEEE 11073 MDC reference id, when given
   bool vital_sign;                // category vital-signs (FHIR vital-signs profile)
   bool panel;                     // has components, no value of its own
+  // Coding.system of `loinc` (despite the member's name, the code of a telehub code is not a
+  // LOINC code).
+  std::string_view system = kLoincSystem;
+  // A yes/no flag stored as 1 or 0 with unit "1"; FHIR shows it as valueBoolean.
+  bool boolean = false;
 };
 
 // Every code in the table, in a stable order.
@@ -50,5 +59,10 @@ inline constexpr std::string_view kGlucoseMolar = "15074-8";
 inline constexpr std::string_view kGlucoseMass = "2339-0";
 inline constexpr std::string_view kStepsPerDay = "41950-7";
 }  // namespace loinc
+
+namespace telehub_code {
+inline constexpr std::string_view kPerfusionIndex = "perfusion-index";           // %, pulse oximeter
+inline constexpr std::string_view kIrregularHeartbeat = "irregular-heartbeat";   // flag, a component of 85354-9
+}  // namespace telehub_code
 
 }  // namespace telehub::core

@@ -1,0 +1,2 @@
+// Implemented in issue [4/8]; see include/telehub/formats/units.h.
+#include "telehub/formats/units.h"
