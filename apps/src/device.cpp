@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "enrol.h"
 #include "hub_files.h"
+#include "payload_config.h"
 #include "telehub/core/time.h"
 #include "telehub/storage/store.h"
 
@@ -21,6 +22,11 @@ constexpr const char* kDeviceHelp = R"(usage: telehub device enroll --subject ID
 enroll: a new device for a subject, with a fresh key (key id 1)
   --subject ID     internal subject id (1..128 printable characters); only its keyed pseudonym is stored
   --out FILE       where to write the provisioning file (default <data>/provisioning/<device>.json)
+  --format F       what the device's payloads are (docs/payloads.md): native (payload v1, the
+                   default), senml (RFC 8428 JSON), or the name of a mapping template in
+                   <config>/mappings (e.g. acme-bp-cuff)
+  --config DIR     configuration directory (default: $TELEHUB_CONFIG_DIR, else the config/
+                   directory of the source tree)
 rekey: a new key for a device (key id + 1) and a new provisioning file; messages under the old
        key are accepted for the grace period, then quarantined (expired_key)
   --device ID      the device
@@ -74,7 +80,7 @@ int device_error(const core::Error& e) {
 int cmd_device(int argc, char** argv) {
   const std::string sub = argc >= 3 ? argv[2] : "";
   if (sub != "enroll" && sub != "rekey" && sub != "revoke") return usage("unknown device command");
-  auto parsed = parse_args(argc, argv, 3, {"subject", "device", "grace-hours", "data", "broker", "out", "kek-file"},
+  auto parsed = parse_args(argc, argv, 3, {"subject", "device", "grace-hours", "data", "broker", "out", "kek-file", "format", "config"},
                            {"help"});
   if (!parsed) return usage(parsed.error().message);
   const Args& args = *parsed;
@@ -88,6 +94,8 @@ int cmd_device(int argc, char** argv) {
   if (sub != "enroll" && args.has("subject")) return usage("--subject is only for device enroll");
   if (sub == "enroll" && (args.has("device") || args.has("grace-hours")))
     return usage("device enroll takes --subject, not --device or --grace-hours");
+  if (sub != "enroll" && (args.has("format") || args.has("config")))
+    return usage("--format and --config are only for device enroll");
   if (sub == "revoke" && (args.has("grace-hours") || args.has("out") || args.has("broker")))
     return usage("device revoke takes only --device, --data and --kek-file");
   auto grace = args.get_int("grace-hours", 24, 0, 8760);
@@ -128,10 +136,15 @@ int cmd_device(int argc, char** argv) {
     return 0;
   }
 
-  auto e = enrol_device(*dir, **store, *kek, args.get("subject"), *broker, args.get("out"));
+  auto config = load_payload_config(config_dir(args.get("config")));
+  if (!config) return fail_with(config.error());
+  auto format = resolve_format(args.get("format"), *config);
+  if (!format) return usage(format.error().message);
+  auto e = enrol_device(*dir, **store, *kek, args.get("subject"), *broker, args.get("out"), *format);
   if (!e) return e.error().reason == "bad_subject" ? usage(e.error().message) : fail_with(e.error());
   std::cout << "device:       " << e->device_id << "\n"
             << "patient:      Patient/" << e->subject_pseudonym << " (pseudonym; the subject id is not stored)\n"
+            << "format:       " << *format << "\n"
             << "provisioning: " << e->provisioning_file.string() << " (holds the device key: keep it secret)\n";
   return 0;
 }

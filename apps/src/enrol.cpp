@@ -38,7 +38,11 @@ Status write_provisioning(const DataDir& dir, const std::filesystem::path& file,
 
 Result<Enrolment> enrol_device(const DataDir& dir, storage::Store& store, const privacy::Kek& kek,
                                const std::string& subject_id, const std::string& broker_uri,
-                               const std::filesystem::path& out) {
+                               const std::filesystem::path& out, const std::string& payload_format) {
+  if (!payload_format.empty() && payload_format != "native" && payload_format != "senml" &&
+      !payload_format.starts_with("template:"))
+    return core::fail(core::Code::kInvalidArgument, "bad_format",
+                      "--format must be native, senml or template:<name>");
   bool printable = !subject_id.empty() && subject_id.size() <= 128;
   for (unsigned char c : subject_id) printable = printable && c > 0x20 && c < 0x7f;
   if (!printable)
@@ -61,6 +65,7 @@ Result<Enrolment> enrol_device(const DataDir& dir, storage::Store& store, const 
   if (!wrapped) return tl::unexpected(wrapped.error());
   device.wrapped_key = std::move(*wrapped);
   device.enrolled_at = core::system_clock().now();
+  device.payload_format = payload_format.empty() ? "native" : payload_format;
   if (auto s = store.registry().add_device(device); !s) return tl::unexpected(s.error());
 
   std::filesystem::path file = out.empty() ? dir.provisioning_dir() / (device.id + ".json") : out;

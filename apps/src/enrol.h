@@ -25,10 +25,12 @@ struct Enrolment {
 };
 
 // REQUIRES: subject_id is 1..128 printable ASCII characters (checked: invalid_argument/bad_subject).
-// `out` empty means <data>/provisioning/<device id>.json.
+// `out` empty means <data>/provisioning/<device id>.json. `payload_format`: "native" (or empty),
+// "senml" or "template:<name>" (checked by the caller against the mapping templates; here only
+// its shape: invalid_argument/bad_format).
 [[nodiscard]] Result<Enrolment> enrol_device(const DataDir& dir, storage::Store& store, const privacy::Kek& kek,
                                              const std::string& subject_id, const std::string& broker_uri,
-                                             const std::filesystem::path& out);
+                                             const std::filesystem::path& out, const std::string& payload_format = "");
 
 struct Rekeying {
   std::uint32_t old_key_id = 0;

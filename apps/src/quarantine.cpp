@@ -10,6 +10,7 @@
 #include "args.h"
 #include "commands.h"
 #include "hub_files.h"
+#include "payload_config.h"
 #include "telehub/core/time.h"
 #include "telehub/envelope/envelope.h"
 #include "telehub/ingest/pipeline.h"
@@ -20,7 +21,7 @@ namespace {
 
 constexpr const char* kUsage = R"(usage: telehub quarantine list [--limit N] [--data DIR]
        telehub quarantine show ID [--data DIR]
-       telehub quarantine replay (ID | --all) [--reason R] [--data DIR] [--kek-file PATH]
+       telehub quarantine replay (ID | --all) [--reason R] [--data DIR] [--kek-file PATH] [--config DIR]
 )";
 
 int usage(const std::string& message) {
@@ -88,7 +89,7 @@ bool replay_one(storage::Store& store, ingest::Pipeline& pipeline, const storage
 int cmd_quarantine(int argc, char** argv) {
   const std::string sub = argc >= 3 ? argv[2] : "";
   if (sub != "list" && sub != "show" && sub != "replay") return usage("unknown quarantine command");
-  auto parsed = parse_args(argc, argv, 3, {"data", "limit", "reason", "kek-file"}, {"all"});
+  auto parsed = parse_args(argc, argv, 3, {"data", "limit", "reason", "kek-file", "config"}, {"all"});
   if (!parsed) return usage(parsed.error().message);
   const Args& args = *parsed;
 
@@ -126,7 +127,9 @@ int cmd_quarantine(int argc, char** argv) {
   }
   auto kek = load_kek(args.get("kek-file"), *dir);
   if (!kek) return fail_with(kek.error());
-  ingest::Pipeline pipeline(**store, core::system_clock(), *kek);
+  auto options = pipeline_options(config_dir(args.get("config")), *dir, *kek);
+  if (!options) return fail_with(options.error());
+  ingest::Pipeline pipeline(**store, core::system_clock(), *kek, *options);
   std::size_t settled = 0;
   // Oldest first, so a device's messages are offered in the order they arrived.
   for (auto it = entries.rbegin(); it != entries.rend(); ++it) settled += replay_one(**store, pipeline, *it) ? 1 : 0;

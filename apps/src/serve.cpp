@@ -21,6 +21,7 @@
 #include "telehub/ingest/pipeline.h"
 #include "telehub/privacy/pseudonym.h"
 #include "telehub/storage/store.h"
+#include "payload_config.h"
 
 namespace telehub::apps {
 namespace {
@@ -45,6 +46,9 @@ constexpr const char* kServeHelp = R"(usage: telehub serve [options]
   --log-level LEVEL    debug|info|warn|error (default info)
   --kek-file PATH      key-encryption key file, outside the data directory (default: $TELEHUB_KEK,
                        else ~/.config/telehub/kek, created on first use: development only)
+  --config DIR         device payload configuration: mapping templates in DIR/mappings, plausibility
+                       rules in DIR/plausibility.json (default: $TELEHUB_CONFIG_DIR, else the
+                       config/ directory of the source tree; docs/payloads.md)
 )";
 
 }  // namespace
@@ -52,7 +56,7 @@ constexpr const char* kServeHelp = R"(usage: telehub serve [options]
 int cmd_serve(int argc, char** argv) {
   auto parsed = parse_args(argc, argv, 2,
                            {"data", "http-host", "http-port", "broker", "broker-port", "client-id", "log-level", "kek-file",
-                            "tls-ca", "tls-cert", "tls-key", "plaintext-port"},
+                            "tls-ca", "tls-cert", "tls-key", "plaintext-port", "config"},
                            {"shared", "help"});
   if (!parsed) {
     std::cerr << "telehub: " << parsed.error().message << "\n" << kServeHelp;
@@ -114,10 +118,10 @@ int cmd_serve(int argc, char** argv) {
 
   auto kek = load_kek(args.get("kek-file"), *dir);
   if (!kek) return fail_with(kek.error());
-  // Fail fast with the wrong KEK (ingest would otherwise leave every message unacknowledged).
-  if (std::filesystem::exists(dir->pseudonym_key()))
-    if (auto p = privacy::Pseudonymiser::open_wrapped_key_file(dir->pseudonym_key(), *kek); !p)
-      return fail_with(p.error());
+  // Fail fast with the wrong KEK (ingest would otherwise leave every message unacknowledged),
+  // or with a mapping template or plausibility file that does not parse.
+  auto pipeline_opts = pipeline_options(config_dir(args.get("config")), *dir, *kek);
+  if (!pipeline_opts) return fail_with(pipeline_opts.error());
 
   // Acknowledge after the commit (synchronous=NORMAL: survives a crash of the hub), receipts
   // after the WAL is synced (survives power loss): docs/ingest.md.
@@ -185,7 +189,7 @@ int cmd_serve(int argc, char** argv) {
                                      : std::string()));
   }
 
-  ingest::Pipeline pipeline(**store, core::system_clock(), *kek);
+  ingest::Pipeline pipeline(**store, core::system_clock(), *kek, *pipeline_opts);
   so.server_uri = info.broker_uri;
   so.shared = args.has("shared");
   auto subscriber = ingest::MqttSubscriber::start(so, pipeline);
@@ -203,6 +207,7 @@ int cmd_serve(int argc, char** argv) {
   const std::string base = "http://" + ho.host + ":" + std::to_string(ho.port) + "/fhir";
   fhir::RouterOptions ro;
   ro.base_url = base;
+  ro.plausibility = pipeline_opts->plausibility;
   ro.metrics = [&pipeline, sub = subscriber->get()] {
     return ingest::prometheus_text(pipeline.counters(), {sub->connected(), sub->stalled()});
   };

@@ -19,6 +19,8 @@ constexpr std::string_view kCategorySystem = "http://terminology.hl7.org/CodeSys
 constexpr std::string_view kDataAbsentSystem = "http://terminology.hl7.org/CodeSystem/data-absent-reason";
 // Security label "pseudonymized": http://terminology.hl7.org/CodeSystem/v3-ObservationValue
 constexpr std::string_view kObservationValueSystem = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue";
+constexpr std::string_view kDeviceSerialPseudonymSystem = "https://telehub.example.org/fhir/NamingSystem/device-serial-pseudonym";
+constexpr std::string_view kInterpretationSystem = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation";
 // Date of the last change to what the CapabilityStatement declares (CapabilityStatement.date).
 constexpr std::string_view kCapabilityDate = "2026-11-28";
 
@@ -57,7 +59,7 @@ void write_code(JsonWriter& w, std::string_view loinc, const core::CodeInfo* inf
     const auto* arterial = core::find_code(core::loinc::kSpO2Arterial);
     write_coding(w, core::kLoincSystem, core::loinc::kSpO2Arterial, arterial ? arterial->display : "");
   }
-  write_coding(w, core::kLoincSystem, loinc, info ? info->display : "");
+  write_coding(w, info ? info->system : core::kLoincSystem, loinc, info ? info->display : "");
   if (info && info->mdc) write_coding(w, core::kMdcSystem, std::to_string(*info->mdc), "");
   w.EndArray();
   if (info) write_member(w, "text", info->display);
@@ -124,6 +126,28 @@ void write_codeable_concept(JsonWriter& w, std::string_view key, std::string_vie
 
 std::string finish(JsonBuffer& buffer) { return to_string(buffer); }
 
+// Observation.interpretation (http://hl7.org/fhir/R4/valueset-observation-interpretation.html)
+// for a value outside its code's expected range: HH (critical high) or LL (critical low).
+void write_interpretation(JsonWriter& w, std::string_view code, double value, const formats::Plausibility& rules) {
+  const formats::Verdict v = rules.check(code, value);
+  if (v.kind == formats::Verdict::Kind::kPlausible) return;
+  const bool high = v.direction == "high";
+  write_codeable_concept(w, "interpretation", kInterpretationSystem, high ? "HH" : "LL",
+                         high ? "Critical high" : "Critical low");
+}
+
+// A component's value: valueBoolean for a flag (CodeInfo::boolean), else valueQuantity.
+void write_component_value(JsonWriter& w, const core::Component& c, const core::CodeInfo* info) {
+  if (info && info->boolean && (c.value == 0 || c.value == 1)) {
+    write_key(w, "valueBoolean");
+    w.Bool(c.value == 1);
+  } else if (std::isfinite(c.value)) {
+    write_quantity(w, c.value, c.unit, info);
+  } else {
+    write_data_absent(w, "error", "Error");
+  }
+}
+
 }  // namespace
 
 bool valid_fhir_id(std::string_view text) {
@@ -136,7 +160,7 @@ bool valid_fhir_id(std::string_view text) {
 }
 
 // http://hl7.org/fhir/R4/observation.html
-void write_observation(JsonWriter& w, const storage::StoredObservation& o) {
+void write_observation(JsonWriter& w, const storage::StoredObservation& o, const formats::Plausibility& rules) {
   const core::Reading& r = o.reading;
   const core::CodeInfo* info = core::find_code(r.code);
   w.StartObject();
@@ -155,6 +179,7 @@ void write_observation(JsonWriter& w, const storage::StoredObservation& o) {
   if (!r.device.empty()) write_reference(w, "device", "Device", r.device);
   if (r.value && std::isfinite(*r.value)) {
     write_quantity(w, *r.value, r.unit, info);
+    write_interpretation(w, r.code, *r.value, rules);
   } else if (r.value) {
     write_data_absent(w, "error", "Error");
   } else if (r.components.empty()) {
@@ -169,8 +194,8 @@ void write_observation(JsonWriter& w, const storage::StoredObservation& o) {
       w.StartObject();
       write_key(w, "code");
       write_code(w, c.code, cinfo);
-      if (std::isfinite(c.value)) write_quantity(w, c.value, c.unit, cinfo);
-      else write_data_absent(w, "error", "Error");
+      write_component_value(w, c, cinfo);
+      if (std::isfinite(c.value) && !(cinfo && cinfo->boolean)) write_interpretation(w, c.code, c.value, rules);
       w.EndObject();
     }
     w.EndArray();
@@ -178,10 +203,10 @@ void write_observation(JsonWriter& w, const storage::StoredObservation& o) {
   w.EndObject();
 }
 
-std::string observation_json(const storage::StoredObservation& observation) {
+std::string observation_json(const storage::StoredObservation& observation, const formats::Plausibility& rules) {
   JsonBuffer buffer;
   JsonWriter w(buffer);
-  write_observation(w, observation);
+  write_observation(w, observation, rules);
   return finish(buffer);
 }
 
@@ -213,7 +238,20 @@ std::string device_json(const storage::DeviceRecord& device) {
   w.StartObject();
   write_member(w, "resourceType", "Device");
   write_member(w, "id", device.id);
+  if (!device.serial_pseudonym.empty()) {
+    // The serial number only as a keyed pseudonym (docs/payloads.md), so as an identifier of
+    // telehub's own system, not as Device.serialNumber.
+    write_key(w, "identifier");
+    w.StartArray();
+    w.StartObject();
+    write_member(w, "system", kDeviceSerialPseudonymSystem);
+    write_member(w, "value", device.serial_pseudonym);
+    w.EndObject();
+    w.EndArray();
+  }
   write_member(w, "status", device.active ? "active" : "inactive");
+  if (!device.manufacturer.empty()) write_member(w, "manufacturer", device.manufacturer);
+  if (!device.model.empty()) write_member(w, "modelNumber", device.model);
   if (!device.subject.empty()) write_reference(w, "patient", "Patient", device.subject);
   w.EndObject();
   return finish(buffer);

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "json.h"
+#include "telehub/formats/plausibility.h"
 #include "telehub/storage/store.h"
 
 namespace telehub::fhir {
@@ -29,8 +30,8 @@ struct Issue {
 };
 
 // Observation for one stored reading. The id is the decimal row id.
-void write_observation(JsonWriter& w, const storage::StoredObservation& observation);
-std::string observation_json(const storage::StoredObservation& observation);
+void write_observation(JsonWriter& w, const storage::StoredObservation& observation, const formats::Plausibility& rules);
+std::string observation_json(const storage::StoredObservation& observation, const formats::Plausibility& rules);
 
 // Pseudonymous Patient: id and active only (no name, no identifier, no BSN).
 std::string patient_json(std::string_view pseudonym);

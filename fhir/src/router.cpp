@@ -163,7 +163,7 @@ class Handlers {
         w.StartObject();
         write_member(w, "fullUrl", options_.base_url + "/Observation/" + std::to_string(o.id));
         write_key(w, "resource");
-        write_observation(w, o);
+        write_observation(w, o, rules());
         write_key(w, "search");
         w.StartObject();
         write_member(w, "mode", "match");
@@ -196,7 +196,7 @@ class Handlers {
     auto found = store_.observations().get(*id);
     if (!found) return internal_error(found.error());
     if (!*found) return not_found("no such Observation");
-    return json_response(200, observation_json(**found));
+    return json_response(200, observation_json(**found, rules()));
   }
 
   Response read_patient(std::string_view id) const {
@@ -218,6 +218,10 @@ class Handlers {
 
  private:
   storage::Store& store_;
+  const formats::Plausibility& rules() const {
+    return options_.plausibility ? *options_.plausibility : formats::Plausibility::defaults();
+  }
+
   const RouterOptions& options_;
 };
 

@@ -142,6 +142,8 @@ std::vector<std::string> codes_for_token(std::string_view token) {
     add_loinc(code);
   } else if (*system == core::kMdcSystem) {
     add_mdc(code);
+  } else if (const core::CodeInfo* info = core::find_code(code); info && info->system == *system) {
+    out.emplace_back(code);  // telehub's own codes (core::kTelehubCodeSystem)
   }  // any other system, or "|code" (no system): telehub has no such codings
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());

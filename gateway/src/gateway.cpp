@@ -276,6 +276,11 @@ class PahoGateway final : public Gateway {
     if (!client_) return not_connected();
     auto payload = envelope::encode_payload(readings);
     if (!payload) return tl::unexpected(payload.error());
+    return publish_payload(core::as_bytes(*payload));
+  }
+
+  Result<std::uint64_t> publish_payload(std::span<const std::uint8_t> plaintext) override {
+    if (!client_) return not_connected();
     if (sequence_.last() == std::numeric_limits<std::uint64_t>::max())
       return state_error(Code::kOutOfRange, "sequence numbers exhausted for this device");
     const std::uint64_t next = sequence_.last() + 1;
@@ -283,7 +288,7 @@ class PahoGateway final : public Gateway {
     if (auto st = sequence_.store(next); !st) return tl::unexpected(st.error());
     envelope::Header header{
         .version = envelope::kVersion, .device_id = p_.device_id, .key_id = p_.key_id, .sequence = next};
-    auto sealed = envelope::seal(header, p_.key, core::as_bytes(*payload));
+    auto sealed = envelope::seal(header, p_.key, plaintext);
     if (!sealed) return tl::unexpected(sealed.error());
     // In the outbox before the first send: from here on only a receipt lets it go.
     if (auto st = outbox_->add(next, *sealed); !st) return tl::unexpected(st.error());

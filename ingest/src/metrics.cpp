@@ -41,6 +41,11 @@ std::string prometheus_text(const PipelineCounters& c, const LinkState& link) {
   // Reasons are stable lower_snake_case tokens, safe as label values.
   for (const auto& [reason, n] : c.quarantined_by_reason)
     sample(out, "telehub_ingest_quarantined_total{reason=\"" + reason + "\"}", n);
+  metric(out, "telehub_ingest_readings_flagged_total", "counter",
+         "Stored readings with a value outside its code's expected range (config/plausibility.json), by code.");
+  // Codes come from the code table (LOINC codes and telehub's lower-case codes): safe as label values.
+  for (const auto& [code, n] : c.flagged_by_code)
+    sample(out, "telehub_ingest_readings_flagged_total{code=\"" + code + "\"}", n);
   metric(out, "telehub_ingest_stalled", "gauge",
          "1 while a message cannot be committed and acknowledgements are held back.");
   sample(out, "telehub_ingest_stalled", link.stalled ? 1 : 0);

@@ -9,6 +9,8 @@
 #include "telehub/core/log.h"
 #include "telehub/envelope/envelope.h"
 #include "telehub/envelope/payload.h"
+#include "telehub/formats/senml.h"
+#include "telehub/formats/units.h"
 
 namespace telehub::ingest {
 namespace {
@@ -35,9 +37,9 @@ struct Finding {
   std::string detail;
 };
 
-// Checks one decoded reading against the code table: known LOINC code, the canonical UCUM
-// unit of that code, panel shape, finite value. Unit conversion and plausibility ranges are
-// issue [4/8]; until then any other unit is refused rather than stored wrongly.
+// Checks one decoded reading (units already normalised) against the code table: known code,
+// the canonical UCUM unit of that code, panel shape, finite value; a flag (CodeInfo::boolean)
+// only as a component, with the value 0 or 1.
 std::optional<Finding> validate(const core::Reading& r, std::size_t index) {
   const std::string where = "readings[" + std::to_string(index) + "]";
   const core::CodeInfo* info = core::find_code(r.code);
@@ -52,9 +54,11 @@ std::optional<Finding> validate(const core::Reading& r, std::size_t index) {
       if (!ci || ci->panel) return Finding{"unknown_code", cw + ".code is not a known component code"};
       if (c.unit != ci->ucum) return Finding{"bad_unit", cw + ".unit must be " + std::string(ci->ucum)};
       if (!std::isfinite(c.value)) return Finding{"bad_reading", cw + ".value is not finite"};
+      if (ci->boolean && c.value != 0 && c.value != 1) return Finding{"bad_reading", cw + ".value of a flag must be 0 or 1"};
     }
     return std::nullopt;
   }
+  if (info->boolean) return Finding{"bad_reading", where + ".code is a flag: only a component of a panel"};
   if (!r.value || !r.components.empty())
     return Finding{"bad_reading", where + " needs a value and no components"};
   if (!std::isfinite(*r.value)) return Finding{"bad_reading", where + ".value is not finite"};
@@ -97,6 +101,43 @@ Disposition Pipeline::unwrap_failed(const core::Error& e) {
   core::log_error("ingest", "cannot unwrap the device key (check the KEK: --kek-file or TELEHUB_KEK); the message "
                             "stays unacknowledged: " + e.to_string());
   return disposition(Kind::kRetry, "unwrap_failed", 0);
+}
+
+Result<formats::Decoded> Pipeline::decode(std::string_view format, std::span<const std::uint8_t> plaintext,
+                                          core::TimePoint received) const {
+  if (format.empty() || format == formats::kNativeFormat) {
+    auto readings = envelope::decode_payload(plaintext);
+    if (!readings) return tl::unexpected(readings.error());
+    return formats::Decoded{std::move(*readings), {}};
+  }
+  if (format == formats::kSenmlFormat) return formats::decode_senml(plaintext, received);
+  if (format.starts_with(formats::kTemplatePrefix)) {
+    const std::string_view name = format.substr(formats::kTemplatePrefix.size());
+    const formats::MappingTemplate* t = options_.mappings ? options_.mappings->find(name) : nullptr;
+    if (!t)
+      return core::fail(core::Code::kFailedPrecondition, "unknown_format",
+                        "the device's mapping template '" + std::string(name) +
+                            "' is not loaded (serve --config); replay the message once it is");
+    return t->apply(plaintext, received);
+  }
+  return core::fail(core::Code::kFailedPrecondition, "unknown_format", "the device's payload format is not known");
+}
+
+// Device metadata reported in a payload, stored when it differs from what the registry has.
+// Best effort: a failure is logged and does not undo the stored readings.
+void Pipeline::record_device_info(const storage::DeviceRecord& d, const formats::DeviceInfo& info) {
+  if (info.empty()) return;
+  storage::DeviceInfoUpdate u;
+  u.device_id = d.id;
+  if (info.manufacturer != d.manufacturer) u.manufacturer = info.manufacturer;
+  if (info.model != d.model) u.model = info.model;
+  if (!info.serial.empty() && options_.pseudonymiser) {
+    std::string serial = options_.pseudonymiser->device_serial(info.serial);
+    if (serial != d.serial_pseudonym) u.serial_pseudonym = std::move(serial);
+  }
+  if (u.manufacturer.empty() && u.model.empty() && u.serial_pseudonym.empty()) return;
+  if (auto s = store_.registry().update_device_info(u); !s)
+    core::log_warn("ingest", "device metadata of " + d.id + " not recorded: " + s.error().to_string());
 }
 
 std::string Pipeline::device_from_topic(std::string_view topic) {
@@ -182,8 +223,13 @@ Disposition Pipeline::process(const InboundMessage& m) {
     d.sequence = header->sequence;
     return d;
   };
-  auto readings = envelope::decode_payload(*plaintext);
-  if (!readings) return authentic(quarantine(m, topic_device, readings.error().reason, readings.error().message));
+  auto decoded = decode(d.payload_format, *plaintext, received_time(m));
+  if (!decoded) return authentic(quarantine(m, topic_device, decoded.error().reason, decoded.error().message));
+  if (auto s = formats::normalise(decoded->readings); !s)
+    return authentic(quarantine(m, topic_device, s.error().reason, s.error().message));
+  auto* readings = &decoded->readings;
+  const formats::Plausibility& rules = options_.plausibility ? *options_.plausibility : formats::Plausibility::defaults();
+  std::vector<std::string> flagged;
 
   auto subject = privacy::SubjectPseudonym::parse(d.subject);
   if (!subject) return retry(subject.error());  // a corrupt registry row: never guess
@@ -200,6 +246,11 @@ Disposition Pipeline::process(const InboundMessage& m) {
       return authentic(quarantine(m, topic_device, finding->reason, finding->detail));
     if (auto finding = check_time(options_, r, i, batch.received_at))
       return authentic(quarantine(m, topic_device, finding->reason, finding->detail));
+    const formats::Verdict verdict = rules.check(r);
+    if (verdict.kind == formats::Verdict::Kind::kImpossible)
+      return authentic(quarantine(m, topic_device, "implausible_value",
+                                  "readings[" + std::to_string(i) + "]: " + verdict.detail));
+    if (verdict.kind == formats::Verdict::Kind::kExtreme) flagged.push_back(verdict.code);
     r.device = topic_device;
     r.sequence = header->sequence;
     batch.readings.push_back(privacy::PseudonymousReading::bind(std::move(r), *subject));
@@ -212,6 +263,11 @@ Disposition Pipeline::process(const InboundMessage& m) {
     case storage::AppendOutcome::kStored:
       ++stored_messages_;
       stored_readings_ += n;
+      if (!flagged.empty()) {
+        std::lock_guard lock(reasons_mutex_);
+        for (const auto& code : flagged) ++flagged_[code];
+      }
+      record_device_info(d, decoded->device);
       return authentic(disposition(Kind::kStored, "", n));
     case storage::AppendOutcome::kDuplicate:
       ++duplicates_;
@@ -238,6 +294,7 @@ PipelineCounters Pipeline::counters() const {
   c.retries = retries_;
   std::lock_guard lock(reasons_mutex_);
   c.quarantined_by_reason = by_reason_;
+  c.flagged_by_code = flagged_;
   return c;
 }
 

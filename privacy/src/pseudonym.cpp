@@ -96,6 +96,16 @@ Result<std::unique_ptr<Pseudonymiser>> Pseudonymiser::open_wrapped_key_file(cons
   return p;
 }
 
+std::string Pseudonymiser::device_serial(std::string_view serial) const {
+  std::string message = "serial:";
+  message += serial;
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key_.data(), static_cast<int>(key_.size()), reinterpret_cast<const unsigned char*>(message.data()),
+       message.size(), mac, &len);
+  return core::to_hex(std::span<const std::uint8_t>(mac, 16));
+}
+
 SubjectPseudonym Pseudonymiser::subject(std::string_view subject_id) const {
   std::string message = "subject:";
   message += subject_id;

@@ -1,12 +1,14 @@
 // SQLite implementation of the measurement store. See store.h for the contract and
 // docs/storage.md for the layout and why.
 //
-// Layout (schema version 3):
+// Layout (schema version 4):
 //   subjects(pseudonym)                           pseudonyms only, never identifiers
 //   subject_keys(key, pseudonym)                  a small integer per pseudonym, for the tables below
 //   devices(id, subject, key_id, wrapped_key, prev_key_id, prev_wrapped_key,
-//           prev_valid_until_ms, enrolled_ms, active, revoked_ms)
-//                                                 keys only wrapped under the KEK (opaque here)
+//           prev_valid_until_ms, enrolled_ms, active, revoked_ms, payload_format,
+//           manufacturer, model, serial_pseudonym)
+//                                                 keys only wrapped under the KEK (opaque here);
+//                                                 the serial only as a keyed pseudonym
 //   messages(id, device_id, sequence, content_hash, received_ms, subject_key, readings,
 //            first_ms, last_ms)                   UNIQUE(device_id, sequence): de-duplication
 //   log(message_id, subject_key, readings, data)  readings not yet compacted, one row per message
@@ -35,6 +37,7 @@
 // database that holds devices (their raw keys cannot be wrapped here: storage has no KEK, and
 // nothing was deployed with schema 1). Migration 2 -> 3 moves every observation into the log
 // (compacted afterwards like new readings); observation ids change to the scheme above.
+// 4 adds the device's payload format and metadata (issue [4/8]); 3 -> 4 adds the columns.
 // The writer connection runs with secure_delete=FAST, so overwritten keys are zeroed in place.
 
 #include <fcntl.h>
@@ -64,7 +67,7 @@ namespace {
 
 using core::Code;
 
-constexpr int kSchemaVersion = 3;
+constexpr int kSchemaVersion = 4;
 constexpr std::int64_t kIdsPerMessage = 1024;      // > envelope::kMaxReadingsPerPayload
 constexpr std::int64_t kMaxChunkSpanMs = 86'400'000;  // a chunk covers at most one day
 constexpr std::size_t kMaxChunkBytes = 3'900;         // a chunk row fits in one 4 KiB page
@@ -97,7 +100,11 @@ CREATE TABLE IF NOT EXISTS devices(
   prev_valid_until_ms INTEGER,
   enrolled_ms INTEGER NOT NULL,
   active INTEGER NOT NULL DEFAULT 1,
-  revoked_ms INTEGER
+  revoked_ms INTEGER,
+  payload_format TEXT NOT NULL DEFAULT 'native',
+  manufacturer TEXT,
+  model TEXT,
+  serial_pseudonym TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS devices_subject ON devices(subject);
 CREATE INDEX IF NOT EXISTS devices_inactive ON devices(id) WHERE active=0;
@@ -260,6 +267,7 @@ class SqliteRegistry final : public Registry {
   Status add_device(const DeviceRecord& device) override;
   Result<std::optional<DeviceRecord>> find_device(std::string_view device_id) override;
   Result<std::vector<DeviceRecord>> devices_of(std::string_view pseudonym) override;
+  Status update_device_info(const DeviceInfoUpdate& info) override;
   Status rotate_key(const KeyRotation& rotation) override;
   Status revoke_device(std::string_view device_id, core::TimePoint revoked_at) override;
   Result<std::vector<std::string>> inactive_device_ids() override;
@@ -1161,6 +1169,11 @@ Result<bool> SqliteRegistry::subject_exists(std::string_view pseudonym) {
   });
 }
 
+void bind_optional_text(sqlite::Statement& st, int index, const std::string& text) {
+  if (text.empty()) st.bind_null(index);
+  else st.bind(index, std::string_view(text));
+}
+
 Status SqliteRegistry::add_device(const DeviceRecord& d) {
   if (d.wrapped_key.empty()) return core::fail(Code::kInvalidArgument, "bad_device", "a device needs a wrapped key");
   const auto now = core::to_unix_millis(store_.clock().now());
@@ -1168,7 +1181,8 @@ Status SqliteRegistry::add_device(const DeviceRecord& d) {
     if (auto s = insert_subject(db, d.subject, now); !s) return tl::unexpected(s.error());
     auto st = db.prepare(
         "INSERT INTO devices(id, subject, key_id, wrapped_key, prev_key_id, prev_wrapped_key, prev_valid_until_ms,"
-        " enrolled_ms, active, revoked_ms) VALUES(?1, ?2, ?3, ?4, ?7, ?8, ?9, ?5, ?6, ?10)");
+        " enrolled_ms, active, revoked_ms, payload_format, manufacturer, model, serial_pseudonym)"
+        " VALUES(?1, ?2, ?3, ?4, ?7, ?8, ?9, ?5, ?6, ?10, ?11, ?12, ?13, ?14)");
     if (!st) return tl::unexpected(st.error());
     st->bind(1, std::string_view(d.id)).bind(2, std::string_view(d.subject)).bind(3, static_cast<std::int64_t>(d.key_id));
     st->bind_blob(4, d.wrapped_key).bind(5, core::to_unix_millis(d.enrolled_at)).bind(6, std::int64_t{d.active ? 1 : 0});
@@ -1179,6 +1193,10 @@ Status SqliteRegistry::add_device(const DeviceRecord& d) {
       st->bind_null(7).bind_null(8).bind_null(9);
     }
     if (d.revoked_at) st->bind(10, core::to_unix_millis(*d.revoked_at)); else st->bind_null(10);
+    st->bind(11, std::string_view(d.payload_format.empty() ? std::string_view("native") : d.payload_format));
+    bind_optional_text(*st, 12, d.manufacturer);
+    bind_optional_text(*st, 13, d.model);
+    bind_optional_text(*st, 14, d.serial_pseudonym);
     if (auto s = st->run(); !s) {
       if (s.error().reason == "db_constraint")
         return core::fail(Code::kAlreadyExists, "device_exists", "a device with this id is already enrolled");
@@ -1192,7 +1210,7 @@ Status SqliteRegistry::add_device(const DeviceRecord& d) {
 
 constexpr const char* kDeviceColumns =
     "SELECT id, subject, key_id, wrapped_key, enrolled_ms, active, prev_key_id, prev_wrapped_key, prev_valid_until_ms,"
-    " revoked_ms FROM devices ";
+    " revoked_ms, payload_format, manufacturer, model, serial_pseudonym FROM devices ";
 
 DeviceRecord row_to_device(const sqlite::Statement& st) {
   DeviceRecord d;
@@ -1210,6 +1228,10 @@ DeviceRecord row_to_device(const sqlite::Statement& st) {
     d.previous = std::move(p);
   }
   if (!st.column_is_null(9)) d.revoked_at = core::from_unix_millis(st.column_int64(9));
+  d.payload_format = st.column_text(10);
+  if (!st.column_is_null(11)) d.manufacturer = st.column_text(11);
+  if (!st.column_is_null(12)) d.model = st.column_text(12);
+  if (!st.column_is_null(13)) d.serial_pseudonym = st.column_text(13);
   return d;
 }
 
@@ -1238,6 +1260,24 @@ Result<std::vector<DeviceRecord>> SqliteRegistry::devices_of(std::string_view ps
       out.push_back(row_to_device(*st));
     }
   });
+}
+
+Status SqliteRegistry::update_device_info(const DeviceInfoUpdate& info) {
+  auto r = store_.write([&info](sqlite::Database& db) -> Result<std::int64_t> {
+    auto st = db.prepare(
+        "UPDATE devices SET manufacturer=coalesce(?2, manufacturer), model=coalesce(?3, model),"
+        " serial_pseudonym=coalesce(?4, serial_pseudonym) WHERE id=?1");
+    if (!st) return tl::unexpected(st.error());
+    st->bind(1, std::string_view(info.device_id));
+    bind_optional_text(*st, 2, info.manufacturer);
+    bind_optional_text(*st, 3, info.model);
+    bind_optional_text(*st, 4, info.serial_pseudonym);
+    if (auto s = st->run(); !s) return tl::unexpected(s.error());
+    if (db.changes() == 0) return core::fail(Code::kNotFound, "no_device", "no enrolled device with this id");
+    return 0;
+  });
+  if (!r) return tl::unexpected(r.error());
+  return {};
 }
 
 Status SqliteRegistry::rotate_key(const KeyRotation& k) {
@@ -1453,6 +1493,19 @@ Status migrate_2_to_3(sqlite::Database& db) {
   return {};
 }
 
+// Schema 3 -> 4: the device's payload format and metadata. A devices table that already has
+// them (made by schema 4's CREATE during a 2 -> 3 migration) is left alone.
+Status migrate_3_to_4(sqlite::Database& db) {
+  auto has = scalar(db, "SELECT count(*) FROM pragma_table_info('devices') WHERE name='payload_format'");
+  if (!has) return tl::unexpected(has.error());
+  if (*has > 0) return {};
+  for (const char* sql : {"ALTER TABLE devices ADD COLUMN payload_format TEXT NOT NULL DEFAULT 'native'",
+                          "ALTER TABLE devices ADD COLUMN manufacturer TEXT", "ALTER TABLE devices ADD COLUMN model TEXT",
+                          "ALTER TABLE devices ADD COLUMN serial_pseudonym TEXT"})
+    if (auto s = db.exec(sql); !s) return s;
+  return {};
+}
+
 Status migrate(sqlite::Database& db) {
   if (auto s = db.exec("CREATE TABLE IF NOT EXISTS schema_version(version INTEGER NOT NULL)"); !s) return s;
   auto v = scalar(db, "SELECT coalesce(max(version), 0) FROM schema_version");
@@ -1478,6 +1531,7 @@ Status migrate(sqlite::Database& db) {
     // Schema 1's messages and observations have schema 2's columns (what 2 added was in devices).
   }
   if (s && (*v == 1 || *v == 2)) s = migrate_2_to_3(db);
+  if (s && *v >= 1) s = migrate_3_to_4(db);
   if (s && *v == 0) s = db.exec(kSchema);
   if (s) s = db.exec("INSERT INTO schema_version(version) VALUES(" + std::to_string(kSchemaVersion) + ")");
   if (!s) {

@@ -559,6 +559,7 @@ class FailingRegistry final : public storage::Registry {
   Status add_device(const storage::DeviceRecord&) override { return fail(); }
   Result<std::optional<storage::DeviceRecord>> find_device(std::string_view) override { return fail(); }
   Result<std::vector<storage::DeviceRecord>> devices_of(std::string_view) override { return fail(); }
+  Status update_device_info(const storage::DeviceInfoUpdate&) override { return fail(); }
   Status rotate_key(const storage::KeyRotation&) override { return fail(); }
   Status revoke_device(std::string_view, core::TimePoint) override { return fail(); }
   Result<std::vector<std::string>> inactive_device_ids() override { return fail(); }

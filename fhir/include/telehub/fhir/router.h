@@ -19,10 +19,12 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "telehub/formats/plausibility.h"
 #include "telehub/storage/store.h"
 
 namespace telehub::fhir {
@@ -51,6 +53,10 @@ struct RouterOptions {
   // Produces the Prometheus text served at GET /metrics (outside /fhir). Called on the HTTP
   // threads, so it must be thread-safe. Default: empty = /metrics is 404.
   std::function<std::string()> metrics;
+  // The plausibility rules ingest applies: a stored value outside its code's expected range
+  // gets Observation.interpretation HH or LL (docs/payloads.md, "Plausibility"). Default
+  // (nullptr): formats::Plausibility::defaults().
+  std::shared_ptr<const formats::Plausibility> plausibility;
 };
 
 class Router {

@@ -80,6 +80,11 @@ class Gateway {
   // Invalid readings (bad_payload) use up no sequence number.
   [[nodiscard]] virtual Result<std::uint64_t> publish(std::span<const core::Reading> readings) = 0;
 
+  // Like publish(), for a plaintext the gateway already has in the device's own format (SenML,
+  // or a vendor JSON the hub reads through the device's mapping template; docs/payloads.md):
+  // sealed as it is under the next sequence number, kept in the outbox, published at QoS 1.
+  [[nodiscard]] virtual Result<std::uint64_t> publish_payload(std::span<const std::uint8_t> plaintext) = 0;
+
   // Publishes raw bytes on the device's readings topic at QoS 1 and waits for the
   // acknowledgement (for tests of hostile input). Uses no sequence number.
   [[nodiscard]] virtual Status publish_raw(std::span<const std::uint8_t> bytes) = 0;

@@ -4,9 +4,12 @@
 //
 // Steps (docs/protocol.md and docs/ingest.md): size limit -> topic -> envelope header ->
 // device look-up (revoked, active, key id: current, or previous within its grace period) ->
-// unwrap the device key under the KEK -> open (AES-256-GCM) -> payload v1 -> validation (known
-// LOINC code, canonical UCUM unit, panel shape, finite values) -> bind to the device's subject
-// pseudonym -> append (idempotent by device + sequence) -> disposition.
+// unwrap the device key under the KEK -> open (AES-256-GCM) -> decode in the device's payload
+// format (payload v1, SenML or its mapping template; docs/payloads.md) -> units to the code's
+// canonical UCUM unit -> validation (known code, panel shape, finite values) -> plausibility
+// (impossible: quarantined; extreme: stored and counted as flagged) -> bind to the device's
+// subject pseudonym -> append (idempotent by device + sequence) -> device metadata (serial
+// pseudonymised) -> disposition.
 //
 // Disposition contract (the caller acknowledges the transport message exactly when
 // `acknowledge()` is true):
@@ -20,7 +23,9 @@
 //                 the message must be offered again.
 // Quarantine reasons: too_large, bad_topic, not_envelope, unsupported_version, bad_header,
 // device_mismatch, unknown_device, device_revoked, device_inactive, unknown_key, expired_key,
-// bad_seal, bad_payload, unknown_code, bad_unit, bad_reading, replay (same sequence with other
+// bad_seal, bad_payload, unknown_format (the device's mapping template is not loaded),
+// no_match (no set of its template matches), unknown_code, bad_unit, bad_reading,
+// implausible_value (a value outside its code's impossible range), replay (same sequence with other
 // content, a sequence far below the device's highest, or a reading time far in the past: see
 // PipelineOptions).
 //
@@ -39,7 +44,10 @@
 
 #include "telehub/core/bytes.h"
 #include "telehub/core/time.h"
+#include "telehub/formats/mapping.h"
+#include "telehub/formats/plausibility.h"
 #include "telehub/privacy/keystore.h"
+#include "telehub/privacy/pseudonym.h"
 #include "telehub/storage/store.h"
 
 namespace telehub::ingest {
@@ -87,6 +95,15 @@ struct PipelineOptions {
   // Clock tolerance: a reading whose time is more than this after the message's receipt is
   // quarantined as `bad_reading` (a gateway clock running ahead). Default: 10 minutes.
   core::Millis max_clock_skew = std::chrono::minutes(10);
+  // Mapping templates for devices enrolled with "template:<name>". A device whose template is
+  // not here has its messages quarantined as unknown_format (replay them once it is loaded).
+  // Default: none.
+  std::shared_ptr<const formats::MappingSet> mappings;
+  // Plausibility rules. Default (nullptr): formats::Plausibility::defaults().
+  std::shared_ptr<const formats::Plausibility> plausibility;
+  // Pseudonymises device serial numbers reported in payloads before they are stored. Default
+  // (nullptr): serials are not stored at all (manufacturer and model still are).
+  std::shared_ptr<const privacy::Pseudonymiser> pseudonymiser;
 };
 
 struct PipelineCounters {
@@ -96,6 +113,8 @@ struct PipelineCounters {
   std::uint64_t duplicates = 0;
   std::uint64_t quarantined = 0;
   std::uint64_t retries = 0;
+  // Stored readings with a value (or a component) outside its code's expected range, by code.
+  std::map<std::string, std::uint64_t> flagged_by_code;
   std::map<std::string, std::uint64_t> quarantined_by_reason;
 };
 
@@ -120,6 +139,9 @@ class Pipeline {
   Disposition retry(const core::Error& e);
   core::TimePoint received_time(const InboundMessage& m) const;
   Disposition unwrap_failed(const core::Error& e);
+  [[nodiscard]] Result<formats::Decoded> decode(std::string_view format, std::span<const std::uint8_t> plaintext,
+                                                core::TimePoint received) const;
+  void record_device_info(const storage::DeviceRecord& d, const formats::DeviceInfo& info);
 
   storage::Store& store_;
   const core::Clock& clock_;
@@ -130,6 +152,7 @@ class Pipeline {
       retries_{0};
   mutable std::mutex reasons_mutex_;
   std::map<std::string, std::uint64_t> by_reason_;
+  std::map<std::string, std::uint64_t> flagged_;
 };
 
 }  // namespace telehub::ingest

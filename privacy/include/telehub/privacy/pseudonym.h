@@ -88,6 +88,10 @@ class Pseudonymiser {
 
   // The pseudonym of an internal subject id.
   SubjectPseudonym subject(std::string_view subject_id) const;
+  // The pseudonym of a device serial number reported in a payload: HMAC-SHA-256(key,
+  // "serial:" || serial), the first 32 lower-case hex characters. Stored and served instead of
+  // the serial (docs/payloads.md, "No identifiers stored").
+  std::string device_serial(std::string_view serial) const;
 
  private:
   explicit Pseudonymiser(core::Bytes key) : key_(std::move(key)) {}

@@ -128,6 +128,22 @@ struct DeviceRecord {
   core::TimePoint enrolled_at{};
   bool active = true;
   std::optional<core::TimePoint> revoked_at;  // set by revoke_device(); then active is false
+  // How the device's plaintext payload is read (docs/payloads.md): "native" (payload v1),
+  // "senml", or "template:<name>". Default (empty on add_device): "native".
+  std::string payload_format;
+  // Device metadata as the device last reported it (empty: not reported). The serial number
+  // only as a keyed pseudonym (privacy::Pseudonymiser), never in clear.
+  std::string manufacturer;
+  std::string model;
+  std::string serial_pseudonym;
+};
+
+// Device metadata reported in a payload (update_device_info).
+struct DeviceInfoUpdate {
+  std::string device_id;
+  std::string manufacturer;      // empty: unchanged
+  std::string model;             // empty: unchanged
+  std::string serial_pseudonym;  // empty: unchanged
 };
 
 // A key rotation: the current key becomes the previous one (valid until `previous_valid_until`),
@@ -155,6 +171,9 @@ class Registry {
   [[nodiscard]] virtual Result<std::optional<DeviceRecord>> find_device(std::string_view device_id) = 0;
   // Devices bound to a subject, by id.
   [[nodiscard]] virtual Result<std::vector<DeviceRecord>> devices_of(std::string_view pseudonym) = 0;
+  // Records the metadata a device reported (the non-empty fields replace the stored ones).
+  // Fails with not_found/no_device for an unknown device.
+  [[nodiscard]] virtual Status update_device_info(const DeviceInfoUpdate& info) = 0;
 
   // Rotates a device's key in one transaction; any earlier previous key is dropped.
   // Fails with not_found/no_device, failed_precondition/device_revoked when the device is
