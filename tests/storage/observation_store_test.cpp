@@ -566,3 +566,56 @@ TEST_CASE("background compaction waits for a run of readings per subject, or for
   CHECK(page->items.size() == 6);  // reads are the same wherever the readings are
   CHECK(store.observations().count().value() == 17);
 }
+
+TEST_CASE("devices keep their payload format and reported metadata, and a schema-3 database gains the columns",
+          "[storage][formats]") {
+  testing::TempDir dir;
+  const auto path = dir.path() / "telehub.db";
+  {
+    auto store = storage::open_sqlite_store({path}, core::system_clock());
+    REQUIRE(store);
+    storage::DeviceRecord d;
+    d.id = "dev-fmt";
+    d.subject = std::string(32, 'c');
+    d.wrapped_key = core::Bytes(61, 1);
+    d.payload_format = "template:acme-bp-cuff";
+    REQUIRE((*store)->registry().add_device(d));
+    d.id = "dev-native";
+    d.payload_format.clear();
+    REQUIRE((*store)->registry().add_device(d));
+    auto found = (*store)->registry().find_device("dev-native");
+    REQUIRE(found->has_value());
+    CHECK((*found)->payload_format == "native");
+    CHECK((*found)->manufacturer.empty());
+
+    REQUIRE((*store)->registry().update_device_info({"dev-fmt", "Acme", "BP-7", std::string(32, 'f')}));
+    REQUIRE((*store)->registry().update_device_info({"dev-fmt", "", "BP-8", ""}));  // empty: unchanged
+    found = (*store)->registry().find_device("dev-fmt");
+    REQUIRE(found->has_value());
+    CHECK((*found)->payload_format == "template:acme-bp-cuff");
+    CHECK((*found)->manufacturer == "Acme");
+    CHECK((*found)->model == "BP-8");
+    CHECK((*found)->serial_pseudonym == std::string(32, 'f'));
+    auto missing = (*store)->registry().update_device_info({"dev-none", "Acme", "", ""});
+    REQUIRE_FALSE(missing);
+    CHECK(missing.error().reason == "no_device");
+  }
+  // Make it look like schema 3 (without the new columns), then open: the columns come back,
+  // the devices stay, their format is native.
+  {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+    auto exec = [db](const std::string& sql) { return sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK; };
+    REQUIRE(exec("ALTER TABLE devices DROP COLUMN payload_format; ALTER TABLE devices DROP COLUMN manufacturer;"
+                 "ALTER TABLE devices DROP COLUMN model; ALTER TABLE devices DROP COLUMN serial_pseudonym;"
+                 "DELETE FROM schema_version; INSERT INTO schema_version VALUES(3);"));
+    sqlite3_close(db);
+  }
+  auto store = storage::open_sqlite_store({path}, core::system_clock());
+  REQUIRE(store);
+  auto found = (*store)->registry().find_device("dev-fmt");
+  REQUIRE(found->has_value());
+  CHECK((*found)->payload_format == "native");
+  CHECK((*found)->manufacturer.empty());
+  REQUIRE((*store)->registry().update_device_info({"dev-fmt", "Acme", "", ""}));
+}
