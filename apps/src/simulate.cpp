@@ -2,6 +2,8 @@
 // provisioning files) and publishes plausible vital signs for them through the broker, sealed
 // with each device's key: for a newly enrolled patient first a history (default 24 h at
 // 15-minute steps), then live readings every --interval-ms until stopped or --duration-s.
+// Devices send payload v1 or SenML (--format; by default every second patient's device speaks
+// SenML, so the demo shows both paths through the hub).
 #include <csignal>
 #include <iostream>
 #include <thread>
@@ -11,6 +13,7 @@
 #include "enrol.h"
 #include "hub_files.h"
 #include "hub_tls.h"
+#include "telehub/formats/senml_encode.h"
 #include "telehub/gateway/gateway.h"
 #include "telehub/privacy/pseudonym.h"
 
@@ -29,6 +32,8 @@ constexpr const char* kSimulateHelp = R"(usage: telehub simulate [options]
   --broker URI          broker to publish to (default: the one in <data>/hub.json, written by serve)
   --kek-file PATH       key-encryption key file (default: $TELEHUB_KEK, else ~/.config/telehub/kek,
                         development only); must be the hub's
+  --format F            payload format of newly enrolled devices: native, senml, or mixed (every
+                        second patient senml; default). Enrolled devices keep theirs.
 )";
 
 struct SimPatient {
@@ -38,13 +43,22 @@ struct SimPatient {
   gateway::VitalsSimulator sim;
   std::uint64_t published = 0;
   bool new_enrolment = false;  // only new patients get a history; others continue live
+  bool senml = false;          // the device was enrolled with payload format senml
+  std::string device_id;
 };
 
 Status publish_chunked(SimPatient& p, const std::vector<core::Reading>& readings) {
   constexpr std::size_t kChunk = 200;
   for (std::size_t i = 0; i < readings.size(); i += kChunk) {
     std::span<const core::Reading> part(readings.data() + i, std::min(kChunk, readings.size() - i));
-    auto seq = p.gw->publish(part);
+    Result<std::uint64_t> seq = 0;
+    if (p.senml) {
+      auto pack = formats::encode_senml(part, "urn:dev:telehub:" + p.device_id + ":");
+      if (!pack) return tl::unexpected(pack.error());
+      seq = p.gw->publish_payload(core::as_bytes(*pack));
+    } else {
+      seq = p.gw->publish(part);
+    }
     if (!seq) return tl::unexpected(seq.error());
     p.published += part.size();
   }
@@ -54,7 +68,7 @@ Status publish_chunked(SimPatient& p, const std::vector<core::Reading>& readings
 }  // namespace
 
 int cmd_simulate(int argc, char** argv) {
-  auto parsed = parse_args(argc, argv, 2, {"data", "patients", "history-hours", "interval-ms", "duration-s", "broker", "kek-file"},
+  auto parsed = parse_args(argc, argv, 2, {"data", "patients", "history-hours", "interval-ms", "duration-s", "broker", "kek-file", "format"},
                            {"help"});
   if (!parsed) {
     std::cerr << "telehub: " << parsed.error().message << "\n" << kSimulateHelp;
@@ -75,6 +89,11 @@ int cmd_simulate(int argc, char** argv) {
       return 2;
     }
 
+  const std::string format = args.get("format", "mixed");
+  if (format != "native" && format != "senml" && format != "mixed") {
+    std::cerr << "telehub: --format must be native, senml or mixed\n" << kSimulateHelp;
+    return 2;
+  }
   auto dir = open_data_dir(args.get("data", "data"));
   if (!dir) return fail_with(dir.error());
   std::string broker_uri = args.get("broker");
@@ -102,12 +121,17 @@ int cmd_simulate(int argc, char** argv) {
       const auto file = dir->provisioning_dir() / (subject_id + ".json");
       const bool new_enrolment = !std::filesystem::exists(file);
       if (new_enrolment) {
-        auto e = enrol_device(*dir, **store, *kek, subject_id, broker_uri, file);
+        const bool senml = format == "senml" || (format == "mixed" && i % 2 == 0);
+        auto e = enrol_device(*dir, **store, *kek, subject_id, broker_uri, file, senml ? "senml" : "native");
         if (!e) return fail_with(e.error());
-        std::cout << "enrolled " << e->device_id << " for " << subject_id << " (Patient/" << e->subject_pseudonym << ")\n";
+        std::cout << "enrolled " << e->device_id << " for " << subject_id << " (Patient/" << e->subject_pseudonym
+                  << ", " << (senml ? "SenML" : "payload v1") << ")\n";
       }
       auto p = gateway::load_provisioning(file);
       if (!p) return fail_with(p.error());
+      auto device = (*store)->registry().find_device(p->device_id);
+      if (!device) return fail_with(device.error());
+      const bool senml = *device && (**device).payload_format == "senml";
       p->broker_uri = broker_uri;  // the embedded broker may have moved since enrolment
       if (is_tls_uri(broker_uri) && !p->has_tls()) {
         // Enrolled for a plain broker (before TLS): give the device its certificate now.
@@ -120,7 +144,8 @@ int cmd_simulate(int argc, char** argv) {
       auto gw = gateway::Gateway::connect(*p, go);
       if (!gw) return fail_with(gw.error());
       sims.push_back(SimPatient{subject_id, (*pseudonymiser)->subject(subject_id).str(), std::move(*gw),
-                                gateway::VitalsSimulator(static_cast<std::uint64_t>(i)), 0, new_enrolment});
+                                gateway::VitalsSimulator(static_cast<std::uint64_t>(i)), 0, new_enrolment, senml,
+                                p->device_id});
     }
   }
 
