@@ -76,7 +76,7 @@ constexpr std::array<UnitMapping, 26> kSenmlUnits{{
     {"breaths/min", "/min"},   // alias
     {"1/s", "/s"},             // RFC 8428 12.1
     {"Pa", "Pa"},              // RFC 8428 12.1
-    {"hPa", "hPa"},            // alias (RFC 8798 registers it too)
+    {"hPa", "hPa"},            // alias
     {"kPa", "kPa"},            // alias
     {"mmHg", "mm[Hg]"},        // alias
     {"mm[Hg]", "mm[Hg]"},      // UCUM code as is
