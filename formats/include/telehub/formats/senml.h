@@ -1,31 +1,60 @@
 // SenML (RFC 8428) JSON packs: resolution and conversion to telehub readings.
 //
-// resolve_senml() implements RFC 8428 section 4.6 ("Resolved Records"): base name, base time,
-// base unit, base value and base sum are applied to the records that follow them, relative
-// times (values below 2^28, section 4.5.3) are taken relative to `now`, a record without a
-// time gets the base time (or `now`), and a record without any value field that is not a
-// base-only record is refused. Base version (`bver`) above 10 is refused. Fields: bn, bt, bu,
-// bv, bs, bver, n, u, v, vs, vb, vd, s, t, ut. Unknown fields are ignored, except that a field
-// whose name ends in "_" (must-understand, section 4.4) is refused.
+// resolve_senml() implements RFC 8428 section 4.6 ("Resolved Records"). The text is parsed by
+// envelope::parse_json() (its depth, UTF-8 and number limits apply) and must be a JSON array
+// of at most kMaxSenmlRecords objects (section 5). Then, record by record, in pack order:
+//  - Labels (section 5, Table 2): bn, bt, bu, bv, bs, bver, n, u, v, vs, vb, vd, s, t, ut, each
+//    with its JSON type; a label given twice in one record is refused. Unknown labels are
+//    ignored, except that one whose name ends in "_" (must-understand, section 4.4) is refused.
+//  - Base fields apply to the record that carries them and to every later record until a
+//    record sets them again (section 4.1). bver must be an integer 1..10 (section 4.4: a
+//    newer version MUST NOT be used) and the same wherever it is given.
+//  - name = bn + n; it must be non-empty and follow section 4.5.1 ([A-Za-z0-9] then
+//    [A-Za-z0-9:./_-]*). unit = u, else bu (section 4.5.2), possibly empty.
+//  - value = bv + v, only when the record has v; sum = bs + s when either is present
+//    (section 4.5.4: the missing one counts as zero).
+//  - time = bt + t (a missing one counts as zero); when that is below 2^28 it is relative to
+//    `now` (section 4.5.3), so a record with neither gets `now`. ut is copied as given.
+//  - A record carries exactly one of v, vs, vb, vd, or none of them and an s (section 4.2; s
+//    may accompany a value). A record with no value and no s is refused, unless it has only
+//    base fields (like the first record of section 5.1.7): such a record yields no resolved
+//    record. vd must be base64url without padding (section 5).
+//  - Values, sums and times that overflow to infinity are refused.
+// Resolved records keep pack order (they are not sorted by time).
 //
-// decode_senml() resolves a pack and turns it into readings (docs/payloads.md, "SenML"):
-//  - The measurement is named by the record's own name `n` (or, without one, the part of the
-//    resolved name after the last ':' or '/'): either a code of the code table itself
-//    ("8867-4") or one of the documented names (senml_names(): "heart-rate", "spo2",
-//    "systolic", ...). Anything else is refused with unknown_code, naming the measurement.
-//  - `v` (or `s`, the sum, when there is no `v`) is the value; the unit is mapped from the
-//    SenML unit registry to UCUM (units::senml_to_ucum) but not yet converted to the code's
-//    canonical unit (units::normalise does that).
-//  - Systolic and diastolic records with the same time (and an irregular-heartbeat `vb` record
-//    with that time, if any) become one blood-pressure panel 85354-9 with components in the
-//    order systolic, diastolic, irregular heartbeat.
-//  - `vs` records named "manufacturer", "model" or "serial" fill DeviceInfo; `vb` records are
-//    accepted only for flag codes; any other `vs`, `vb` or `vd` record is refused (a value telehub
-//    cannot store is never silently dropped).
+// decode_senml() resolves a pack and turns it into readings:
+//  - The measurement key is the record's own name `n` if non-empty, else the part of the
+//    resolved name after its last ':' or '/' (the whole name if it has neither). The key is a
+//    code of the code table itself ("8867-4") or one of the documented names (senml_names():
+//    heart-rate, hr, pulse -> 8867-4; spo2 -> 59408-5; resp-rate -> 9279-1; body-temp ->
+//    8310-5; weight -> 29463-7; systolic, sys -> 8480-6; diastolic, dia -> 8462-4; glucose ->
+//    15074-8; steps -> 41950-7; perfusion-index; irregular-heartbeat). Keys are
+//    case-sensitive. Anything else is refused with unknown_code; the message names the record
+//    index but not the key (a name may be a device identifier).
+//  - `vs` records whose key is "manufacturer", "model" or "serial" fill Decoded::device (at
+//    most 128 bytes each, each at most once). Any other `vs`, any `vd`, a `vb` for a code that
+//    is not a flag, a flag without `vb`, or a value for the panel code 85354-9 is refused with
+//    bad_payload (a value telehub cannot store is never silently dropped).
+//  - The value is `v`, or the sum `s` when there is no `v`. The unit is the resolved SenML
+//    unit mapped by senml_to_ucum() (units.h) but not converted to the code's canonical unit
+//    (units::normalise does that). A unit with no mapping is refused with bad_unit, and so is
+//    an empty unit unless the code's canonical unit is "1".
+//  - The time is rounded to the nearest millisecond; times outside the years 0000..9999 are
+//    refused.
+//  - Systolic (8480-6) and diastolic (8462-4) records become one blood-pressure panel 85354-9
+//    per time (equal to the millisecond), with components in the order systolic, diastolic,
+//    irregular heartbeat; a `vb` irregular-heartbeat record adds that component (1 or 0, unit
+//    "1") to the panel at its time. A lone systolic or diastolic makes a panel of one (or,
+//    with the flag, two) components. Two values for one component at one time, or a flag
+//    with no systolic or diastolic at its time, are refused with bad_payload. A panel takes
+//    the position of its first member record; all other readings keep pack order.
+//  - A pack that yields no reading, or more than kMaxReadings, is refused with bad_payload.
 //
-// Error policy: returns Result; never throws. Reasons: bad_payload (not SenML, with the record
-// index in the message: "senml[3].t: must be a number"), unknown_code, bad_unit (a SenML unit
-// with no UCUM mapping). Messages never quote string values from the payload.
+// Error policy: returns Result; never throws. Every failure has code invalid_argument and one
+// of the reasons bad_payload (not SenML, or a value telehub cannot take; the message names the
+// record and field: "senml[3].t: must be a number"; parse_json's own messages start
+// "payload:"), unknown_code, bad_unit. Messages never quote names, units or values from the
+// payload.
 //
 // Thread-safety: stateless functions.
 #pragma once
