@@ -514,7 +514,7 @@ TEST_CASE("SenML units map to the UCUM codes units.h converts", "[formats][senml
 
 TEST_CASE("SenML fuzzing seeds and saved inputs replay through the harness checks", "[formats][senml][fuzz]") {
   std::vector<fs::path> files;
-  for (const fs::path dir : {fs::path(TELEHUB_SOURCE_DIR) / "tests/fuzz/corpus/senml", fs::path(TELEHUB_SOURCE_DIR) / "tests/fuzz/regressions"}) {
+  for (const fs::path& dir : {fs::path(TELEHUB_SOURCE_DIR) / "tests/fuzz/corpus/senml", fs::path(TELEHUB_SOURCE_DIR) / "tests/fuzz/regressions"}) {
     if (!fs::is_directory(dir)) continue;
     for (const auto& entry : fs::directory_iterator(dir)) {
       const std::string name = entry.path().filename().string();
