@@ -113,7 +113,8 @@ Result<double> convert(const core::CodeInfo& info, double value, std::string_vie
 
 Result<const core::CodeInfo*> known(std::string_view code, const std::string& where) {
   const core::CodeInfo* info = core::find_code(code);
-  if (!info) return core::fail(core::Code::kInvalidArgument, "unknown_code", where + " " + quoted(code) + " is not a known code");
+  if (!info)
+    return core::fail(core::Code::kInvalidArgument, "unknown_code", where + " " + quoted(code) + " is not a known code");
   return info;
 }
 
@@ -136,7 +137,8 @@ Status normalise(std::vector<core::Reading>& readings) {
     if ((*info)->panel) {
       if (r.value || !r.unit.empty())
         return core::fail(core::Code::kInvalidArgument, "bad_reading",
-                          where + ": " + std::string((*info)->loinc) + " is a panel: it has no value or unit of its own");
+                          where + ": " + std::string((*info)->loinc) +
+                              " is a panel: it has no value or unit of its own");
       for (std::size_t j = 0; j < r.components.size(); ++j) {
         core::Component& c = r.components[j];
         const std::string cw = where + ".components[" + std::to_string(j) + "]";
