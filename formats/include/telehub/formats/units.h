@@ -1,5 +1,6 @@
 // Units: every stored reading is in the canonical UCUM unit of its code (core::CodeInfo::ucum).
-// docs/payloads.md, "Units", lists every conversion and its factor.
+// docs/payloads.md, "Units", lists every conversion; src/units.cpp states each factor and its
+// source (the UCUM definitions, e.g. [lb_av] = 7000 [gr] = 0.45359237 kg, m[Hg] = 133.3220 kPa).
 //
 // to_canonical() converts a value given in `unit` (a UCUM code, case-sensitive) to the canonical
 // unit of `code`:
@@ -20,11 +21,18 @@
 // SenML unit maps to the empty string; an unknown one to std::nullopt.
 //
 // normalise() converts every reading and component of `readings` in place, and sets the unit
-// to the canonical one.
+// to the canonical one. A panel (core::CodeInfo::panel) keeps no value and an empty unit; its
+// components are converted by their own codes. On failure `readings` is left unchanged.
 //
-// Error policy: Result, never throws. Failure: invalid_argument/bad_unit with a message that
-// names the code and the unit: `readings[2].unit "kPa" cannot be converted to "kg" (29463-7)`;
-// unknown_code/unknown_code when the code is not in the code table.
+// Error policy: Result, never throws. Failures, all with code invalid_argument:
+//  - bad_unit: no conversion from the unit to the canonical one; the message names the unit,
+//    the canonical unit and the code: `readings[2].unit "kPa" cannot be converted to "kg"
+//    (29463-7)` (to_canonical() says `unit` instead of the path). A unit from the payload is
+//    quoted only when it is a short printable token, never as raw bytes.
+//  - unknown_code: the code (of a reading or a component) is not in the code table.
+//  - bad_reading: the value is not finite, or its conversion is not
+//    (`readings[0].components[1].unit: ...`); a panel with a value or unit of its own; a
+//    reading that is not a panel without a value or with components; to_canonical() of a panel.
 //
 // Thread-safety: stateless functions.
 #pragma once
