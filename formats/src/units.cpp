@@ -71,12 +71,12 @@ constexpr std::array<Conversion, 18> kConversions{{
 }};
 
 // A unit or code from a payload, quoted for an error message only when it is a short token of
-// printable ASCII; errors are logged, so arbitrary payload bytes never go into them.
+// printable ASCII without spaces (as UCUM units are); errors are logged, so arbitrary payload bytes never go into them.
 std::string quoted(std::string_view s) {
   constexpr std::size_t kMax = 32;
   bool printable = !s.empty() && s.size() <= kMax;
   for (const char c : s)
-    if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') printable = false;
+    if (c <= 0x20 || c > 0x7e || c == '"' || c == '\\') printable = false;
   if (printable) return "\"" + std::string(s) + "\"";
   if (s.empty()) return "\"\"";
   return "(" + std::to_string(s.size()) + " bytes, not a short printable token)";

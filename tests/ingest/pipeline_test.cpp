@@ -289,7 +289,18 @@ TEST_CASE("quarantine keeps the sealed bytes, never plaintext", "[ingest]") {
   REQUIRE(list->size() == 1);
   CHECK(list->front().payload == msg);
   CHECK(list->front().device_id == "dev-test");
-  CHECK(list->front().detail.find("Hz") == std::string::npos);
+  // The detail names a unit-like token (a clear reason), but never free text from the payload.
+  CHECK(list->front().detail.find("\"Hz\"") != std::string::npos);
+  core::Reading named = hr(70);
+  named.unit = "Jan Jansen 111222333";
+  REQUIRE(f.send(f.sealed(2, {named})).reason == "bad_unit");
+  list = f.store->quarantine().list(2);
+  REQUIRE(list);
+  REQUIRE(list->size() == 2);
+  for (const auto& q : *list) {
+    CHECK(q.detail.find("Jansen") == std::string::npos);
+    CHECK(q.detail.find("111222333") == std::string::npos);
+  }
 }
 
 TEST_CASE("a storage failure is not acknowledged", "[ingest]") {
