@@ -71,7 +71,8 @@ constexpr std::array<Conversion, 18> kConversions{{
 }};
 
 // A unit or code from a payload, quoted for an error message only when it is a short token of
-// printable ASCII without spaces (as UCUM units are); errors are logged, so arbitrary payload bytes never go into them.
+// printable ASCII without spaces (as UCUM units are); errors are logged, so arbitrary payload
+// bytes never go into them.
 std::string quoted(std::string_view s) {
   constexpr std::size_t kMax = 32;
   bool printable = !s.empty() && s.size() <= kMax;
