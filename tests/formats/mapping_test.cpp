@@ -749,3 +749,17 @@ TEST_CASE("the mapping fuzz corpus goes through every shipped template without v
   }
   CHECK(decoded >= 5);  // each sample decodes with its own template
 }
+
+TEST_CASE("the fuzz harness embeds the shipped templates verbatim", "[formats][mapping][fuzz]") {
+  // tests/fuzz/fuzz_mapping_apply.cpp carries copies so it needs no files at run time.
+  const std::string harness = read_text(telehub::testing::source_dir() / "tests" / "fuzz" / "fuzz_mapping_apply.cpp");
+  REQUIRE(!harness.empty());
+  std::size_t files = 0;
+  for (const auto& e : fs::directory_iterator(mappings_dir())) {
+    if (e.path().extension() != ".json") continue;
+    ++files;
+    INFO(e.path().filename().string() << " differs from its copy in fuzz_mapping_apply.cpp");
+    CHECK(harness.find("R\"json(" + read_text(e.path()) + ")json\"") != std::string::npos);
+  }
+  CHECK(files >= 4);
+}
