@@ -27,22 +27,51 @@
 //     ]
 //   }
 //
-// Pointers are RFC 6901 JSON pointers. A value source is {"const": x} or {"pointer": p} with an
-// optional "type" ("number" (default), "boolean" (true/false -> 1/0), "string-number" (a number
-// written as a string)), an optional "map" for unit strings ({"lbs": "[lb_av]"}) and, for
-// numbers, an optional "scale" (a factor applied first, e.g. 0.1 for a vendor that sends
-// tenths). Units are UCUM codes after mapping; units::normalise converts them to canonical.
-// Type matching: a set's "match" conditions compare the value at a pointer with "equals"
-// (string, number or boolean) or test "exists": true/false. A payload no set matches is
-// refused (reason no_match); a required field that is missing or of the wrong type is refused
-// (bad_payload, naming the template, the set index and the pointer, never the value). An
-// optional field that is missing skips that reading (or component); a panel with no
-// components left is skipped. Fields not named by the template are never read, so whatever
-// else a vendor payload carries (names, birth dates, BSNs) never leaves the decoder.
+// Pointers are RFC 6901 JSON pointers ("" is the whole document or element, "~0" is '~', "~1"
+// is '/', array indices are decimal without leading zeros; "-" finds nothing). JSON null counts
+// as missing. A value source is {"const": number} or {"pointer": p} with an optional "type"
+// ("number" (default), "boolean" (true/false -> 1/0), "string-number" (a decimal number written
+// as a string, read strictly by std::from_chars: no spaces, no '+', no hex, finite)) and, except
+// for booleans, an optional "scale" (a finite non-zero factor, e.g. 0.1 for a vendor that sends
+// tenths; a scaled value that is not finite is refused). A unit source is {"const": "mm[Hg]"} or
+// {"pointer": p} with an optional "map" of exact unit strings to UCUM codes ({"lbs": "[lb_av]"});
+// a string not in the map, or without a map an empty one or one over 64 characters, is refused
+// (bad_unit). Units are passed on as sent or mapped; units::normalise converts them to canonical.
+// A device source is {"const": string} or {"pointer": p} to a string of at most 128 characters
+// or an integer (its decimal text); a device pointer that finds nothing leaves the field empty.
+//
+// Scope: "match" and "device" pointers are resolved against the whole payload; with "each",
+// "time" and the reading pointers are resolved against each element of the array (processed in
+// order), otherwise against the whole payload. Sets are tried in order and every set whose
+// conditions hold contributes readings, in template order. "equals" compares with the same JSON
+// type only (2 equals 2.0, but not "2"); "exists" tests presence (null is absent).
+//
+// Times: "rfc3339" via core::parse_rfc3339; "unix_s" and "unix_ms" accept integers and
+// fractions (truncated to milliseconds) between 1970-01-01 and 9999-12-31. A set with a "time"
+// whose pointer finds nothing is refused; a set without "time" uses `now`.
+//
+// Template validation (parse): every member above is checked, and an unknown or duplicated
+// member is refused, so a typo cannot be silently ignored. "template" is [a-z0-9-]{1,64};
+// 1..16 sets; 1..16 match conditions when "match" is given; 1..32 readings per set; codes must be
+// in core::find_code; a panel code (CodeInfo::panel) needs 1..16 "components" and has no "value"
+// or "unit"; any other code needs both and has no "components"; components are not panels.
+//
+// Payload semantics: a payload no set matches is refused (no_match); one that matches but yields
+// no readings, or more than kMaxReadings, is refused (bad_payload); "each" that is not an array
+// is refused (bad_payload). "optional": true lets a reading or component be missing (then it is
+// skipped); a wrong type is refused even when optional. A required component that is missing
+// skips its panel if the panel is optional, otherwise refuses the payload; a panel with no
+// components left is skipped. Messages name the template, the path in the template and the
+// pointer text, e.g. "template acme-bp-cuff: sets[0].readings[1].value: /pulse missing" (with
+// "each", the element index: "sets[0].each[3].readings[0]..."), never a payload value. Fields
+// not named by the template are never read, so whatever else a vendor payload carries (names,
+// birth dates, BSNs) never leaves the decoder.
 //
 // Error policy: parse()/load_dir() return Result (invalid_argument/bad_template naming the
-// file and the JSON path in the template); apply() returns Result (bad_payload, no_match,
-// unknown_code for a code not in the code table is caught at parse time). Never throws.
+// file and the JSON path in the template: "acme-bp.json: sets[0].readings[1].code: not a known
+// code"; a code not in the code table is caught here); apply() returns Result, all
+// invalid_argument: bad_payload (including JSON that parse_json refuses), no_match, bad_unit.
+// Never throws (except std::bad_alloc).
 //
 // Thread-safety: immutable after parse; apply() may be called from any thread.
 #pragma once
@@ -87,12 +116,17 @@ class MappingTemplate {
 class MappingSet {
  public:
   MappingSet() = default;
-  // Fails with bad_template on the first bad file, or not_found/no_mappings if `dir` does not exist.
+  // Loads every regular *.json file (other files are ignored), in file-name order. Fails with
+  // invalid_argument/bad_template on the first file that does not parse, cannot be read or
+  // whose "template" differs from its file name without ".json"; not_found/no_mappings if
+  // `dir` does not exist; unavailable/io if it cannot be listed. An empty directory gives an
+  // empty set.
   [[nodiscard]] static Result<MappingSet> load_dir(const std::filesystem::path& dir);
 
   // nullptr when there is no template of that name.
   const MappingTemplate* find(std::string_view name) const;
   std::vector<std::string> names() const;
+  // Adds `t`, replacing a template of the same name.
   void add(MappingTemplate t);
 
  private:
