@@ -60,7 +60,7 @@ struct UnitMapping {
   std::string_view senml;
   std::string_view ucum;
 };
-constexpr std::array<UnitMapping, 26> kSenmlUnits{{
+constexpr std::array<UnitMapping, 28> kSenmlUnits{{
     {"", ""},                  // no unit: the code decides (decode_senml)
     {"Cel", "Cel"},            // RFC 8428 12.1
     {"K", "K"},                // RFC 8428 12.1
@@ -87,6 +87,8 @@ constexpr std::array<UnitMapping, 26> kSenmlUnits{{
     {"mg/dl", "mg/dL"},        // alias
     {"mg/dL", "mg/dL"},        // UCUM code as is
     {"{count}", "{count}"},    // UCUM code as is
+    {"/min", "/min"},          // UCUM code as is
+    {"/d", "/d"},              // UCUM code as is
 }};
 
 std::string where(std::size_t index) { return "senml[" + std::to_string(index) + "]"; }

@@ -7,6 +7,7 @@
 
 #include <rapidjson/document.h>
 
+#include <algorithm>
 #include <fstream>
 #include <regex>
 #include <set>
@@ -187,29 +188,37 @@ TEST_CASE("SenML and every vendor template travel through Mosquitto into FHIR, w
   std::map<std::string, std::string> device_of_template;
   int n = 0;
   for (const auto& name : hub.mappings->names()) {
-    std::filesystem::path sample;
-    for (const auto& e : std::filesystem::directory_iterator(vendor_dir))
-      if (e.path().extension() == ".json" && e.path().stem().string().starts_with(name) &&
-          (sample.empty() || e.path().stem().string().size() < sample.stem().string().size()))
-        sample = e.path();
+    // Every sample of the template (acme-bp-cuff.json, acme-bp-cuff-kpa.json, ...).
+    std::vector<std::filesystem::path> samples;
+    for (const auto& e : std::filesystem::directory_iterator(vendor_dir)) {
+      const auto stem = e.path().stem().string();
+      if (e.path().extension() == ".json" && (stem == name || stem.starts_with(name + "-"))) samples.push_back(e.path());
+    }
     INFO("template " << name);
-    REQUIRE(!sample.empty());
-    const std::string text = read_file(sample);
-    rapidjson::Document doc;
-    doc.Parse(text.c_str());
-    REQUIRE(!doc.HasParseError());
-    collect_identifiers(doc, "", identifiers);
-    auto decoded = hub.mappings->find(name)->apply(bytes_of(text), core::system_clock().now());
-    REQUIRE(decoded);
-    if (!decoded->device.serial.empty()) identifiers.insert(decoded->device.serial);
+    REQUIRE(!samples.empty());
     const std::string device = "dev-tpl-" + std::to_string(++n);
     device_of_template[name] = device;
     auto prov = hub.enrol(device, "patient-" + name, "template:" + name);
     auto gw = connect(prov);
-    REQUIRE(gw->publish_payload(bytes_of(text)));
-    ++published;
+    for (const auto& sample : samples) {
+      const std::string text = read_file(sample);
+      rapidjson::Document doc;
+      doc.Parse(text.c_str());
+      REQUIRE(!doc.HasParseError());
+      collect_identifiers(doc, "", identifiers);
+      auto decoded = hub.mappings->find(name)->apply(bytes_of(text), core::system_clock().now());
+      REQUIRE(decoded);
+      if (!decoded->device.serial.empty()) identifiers.insert(decoded->device.serial);
+      REQUIRE(gw->publish_payload(bytes_of(text)));
+      ++published;
+    }
   }
   REQUIRE(identifiers.size() >= 4);
+  // The samples do carry what a vendor payload carries: a BSN (9 digits) and an e-mail address.
+  CHECK(std::any_of(identifiers.begin(), identifiers.end(),
+                    [](const std::string& id) { return std::regex_match(id, std::regex("[0-9]{9}")); }));
+  CHECK(std::any_of(identifiers.begin(), identifiers.end(),
+                    [](const std::string& id) { return id.find('@') != std::string::npos; }));
 
   REQUIRE(wait_until([&] { return hub.settled() == published; }));
   auto c = hub.pipeline->counters();
