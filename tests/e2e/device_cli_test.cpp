@@ -229,3 +229,42 @@ TEST_CASE("telehub device rekey and revoke: happy path and errors", "[e2e][cli][
   CHECK(rekey_revoked.exit_code == 1);
   CHECK(rekey_revoked.output.find("revoked") != std::string::npos);
 }
+
+TEST_CASE("device enroll --format records the payload format, and refuses an unknown template by name",
+          "[e2e][cli][formats]") {
+  testing::TempDir dir;
+  const auto data = dir.path() / "data";
+  const std::string common = " --broker tcp://127.0.0.1:1 --data " + data.string();
+
+  auto ok = testing::run_command(telehub_cmd("device enroll --subject p-fmt --format acme-bp-cuff" + common));
+  INFO(ok.output);
+  REQUIRE(ok.exit_code == 0);
+  CHECK(ok.output.find("format:       template:acme-bp-cuff") != std::string::npos);
+  auto senml = testing::run_command(telehub_cmd("device enroll --subject p-senml --format senml" + common));
+  REQUIRE(senml.exit_code == 0);
+  CHECK(senml.output.find("format:       senml") != std::string::npos);
+
+  auto unknown = testing::run_command(telehub_cmd("device enroll --subject p-x --format acme-fridge" + common));
+  CHECK(unknown.exit_code == 2);
+  CHECK(unknown.output.find("no mapping template 'acme-fridge'") != std::string::npos);
+  CHECK(unknown.output.find("acme-bp-cuff") != std::string::npos);  // lists the known ones
+
+  // A template directory with a broken template stops the command with the file named.
+  testing::TempDir config;
+  std::filesystem::create_directories(config.path() / "mappings");
+  std::ofstream(config.path() / "mappings" / "broken.json") << R"({"template":"broken","sets":[]})";
+  auto broken = testing::run_command(
+      telehub_cmd("device enroll --subject p-y --config " + config.path().string() + common));
+  CHECK(broken.exit_code != 0);
+  CHECK(broken.output.find("broken.json") != std::string::npos);
+
+  auto store = storage::open_sqlite_store({data / "telehub.db"}, core::system_clock());
+  REQUIRE(store);
+  auto pseudonymiser = privacy::Pseudonymiser::open_wrapped_key_file(
+      data / "keys" / "pseudonym.key", *privacy::Kek::from_hex(kKekHex));
+  REQUIRE(pseudonymiser);
+  auto devices = (*store)->registry().devices_of((*pseudonymiser)->subject("p-fmt").str());
+  REQUIRE(devices);
+  REQUIRE(devices->size() == 1);
+  CHECK(devices->front().payload_format == "template:acme-bp-cuff");
+}
