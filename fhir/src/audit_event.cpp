@@ -1,2 +1,2 @@
-// Implemented in issue [5/8]; see audit_event.h.
-#include "audit_event.h"
+// Implemented in issue [5/8]; see include/telehub/fhir/audit_event.h.
+#include "telehub/fhir/audit_event.h"
