@@ -10,6 +10,9 @@ int cmd_serve(int argc, char** argv);
 int cmd_device(int argc, char** argv);
 int cmd_simulate(int argc, char** argv);
 int cmd_quarantine(int argc, char** argv);
+int cmd_subject(int argc, char** argv);
+int cmd_audit(int argc, char** argv);
+int cmd_consent(int argc, char** argv);
 
 // Prints "telehub: <message> [<reason>]" on stderr and returns 1.
 int fail_with(const core::Error& e);

@@ -32,6 +32,12 @@ struct DataDir {
   std::filesystem::path tls_dir() const { return root / "tls"; }
   std::filesystem::path provisioning_dir() const { return root / "provisioning"; }
   std::filesystem::path hub_file() const { return root / "hub.json"; }
+  // Privacy stores (docs/privacy.md): the identity vault and its keys (wrapped under the KEK),
+  // the audit log, the consent records. Each a file of its own, never the measurement store.
+  std::filesystem::path identity_db() const { return root / "identity.db"; }
+  std::filesystem::path vault_key() const { return root / "keys" / "vault.key"; }
+  std::filesystem::path audit_db() const { return root / "audit.db"; }
+  std::filesystem::path consent_db() const { return root / "consent.db"; }
 };
 
 // Creates the directory (mode 0700) if needed. Fails with unavailable/data_dir.

@@ -1,4 +1,4 @@
-// The `telehub` command: serve, device enroll, simulate, quarantine list.
+// The `telehub` command: serve, device, simulate, quarantine, subject, audit, consent.
 #include <iostream>
 #include <string>
 
@@ -25,6 +25,9 @@ commands:
   device enroll --subject ID enrol a device for a subject and write its provisioning file
   simulate                   enrol simulated patients and publish their vital signs (telehub simulate --help)
   quarantine list|show|replay  inspect quarantined messages; replay them after a fix (e.g. enrolment)
+  subject register|show|erase  the identity vault: register a person, re-identify (audited), GDPR erasure
+  audit verify|show|head     check the audit log's hash chain; who accessed a patient's data
+  consent grant|deny|withdraw|show|import  consent records (care, research, research:<study>)
 
 common options: --data DIR (default ./data)
 )";
@@ -44,6 +47,9 @@ int main(int argc, char** argv) {
   if (cmd == "device") return cmd_device(argc, argv);
   if (cmd == "simulate") return cmd_simulate(argc, argv);
   if (cmd == "quarantine") return cmd_quarantine(argc, argv);
+  if (cmd == "subject") return cmd_subject(argc, argv);
+  if (cmd == "audit") return cmd_audit(argc, argv);
+  if (cmd == "consent") return cmd_consent(argc, argv);
   std::cerr << "telehub: unknown command '" << cmd << "'\n" << kHelp;
   return 2;
 }

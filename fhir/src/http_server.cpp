@@ -213,6 +213,14 @@ class BeastServer final : public HttpServer {
       request.target = std::string(req.target());
       for (const auto& field : req) request.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
       request.body = std::move(req.body());
+      {
+        beast::error_code peer_ec;
+        const auto peer = stream.socket().remote_endpoint(peer_ec);
+        if (!peer_ec) {
+          request.remote_address = peer.address().to_string() + ":" + std::to_string(peer.port());
+          request.remote_loopback = peer.address().is_loopback();
+        }
+      }
       const bool keep_alive = req.keep_alive();
       const bool head = req.method() == http::verb::head;
 

@@ -9,7 +9,9 @@
 
 #include "json.h"
 #include "resources.h"
+#include "patient.h"
 #include "search_params.h"
+#include "telehub/fhir/audit_event.h"
 #include "telehub/core/log.h"
 #include "telehub/privacy/pseudonym.h"
 
@@ -36,6 +38,10 @@ Response error_response(int status, std::string code, std::string diagnostics) {
 }
 
 Response not_found(std::string diagnostics) { return error_response(404, "not-found", std::move(diagnostics)); }
+
+Response error_response_with(int status, std::string severity, std::string code, std::string diagnostics) {
+  return outcome_response(status, Issue{std::move(severity), std::move(code), std::move(diagnostics)});
+}
 
 // 500 carries no details; the real error is logged once, here.
 Response internal_error(const core::Error& error) {
@@ -218,6 +224,156 @@ class Handlers {
 
  private:
   storage::Store& store_;
+  // ---- identified data: the local care setting (RouterOptions::privacy) ----
+
+  bool care_allowed(const Request& r) const {
+    const auto& p = options_.privacy;
+    return p.care_local && r.remote_loopback && p.vault && p.audit && p.pseudonymiser;
+  }
+
+  // Writes the audit record of an access; false when it could not be written (then the caller
+  // refuses the access).
+  bool audit(const Request& r, std::string event, char action, std::string outcome, std::string subject,
+             std::string objects, std::string query = {}) const {
+    if (!options_.privacy.audit) return false;
+    privacy::AuditRecord a;
+    a.event_type = std::move(event);
+    a.action = action;
+    a.outcome = std::move(outcome);
+    a.user_id = "local";
+    a.role = "care";
+    a.purpose = "treatment";
+    a.access_point = r.remote_address.empty() ? "unknown" : r.remote_address;
+    a.subject = std::move(subject);
+    a.objects = std::move(objects);
+    a.query = std::move(query);
+    a.source = "telehub serve";
+    auto written = options_.privacy.audit->append(std::move(a));
+    if (!written) core::log_error(kLogComponent, "audit record not written: " + written.error().to_string());
+    return written.has_value();
+  }
+
+  Response audit_failed() const {
+    return error_response(503, "transient", "access refused: the audit record could not be written");
+  }
+
+  // 403 for identified data outside the local care setting; the attempt is audited (best effort).
+  Response forbidden(const Request& r, std::string event, char action, std::string subject) const {
+    audit(r, std::move(event), action, "denied", std::move(subject), "", std::string(r.target));
+    return error_response(403, "forbidden",
+                          "identified data is served only with `serve --care-local`, to clients on this machine "
+                          "(authentication arrives with issue [6/8])");
+  }
+
+  Response read_patient(const Request& r, std::string_view id) const {
+    if (!care_allowed(r)) return read_patient(id);
+    if (!privacy::SubjectPseudonym::parse(id)) return not_found("no such Patient");
+    const std::string object = "Patient/" + std::string(id);
+    if (!audit(r, "patient.read", 'R', "success", std::string(id), object)) return audit_failed();
+    auto subject = options_.privacy.vault->find_by_pseudonym(id);
+    if (!subject) return internal_error(subject.error());
+    if (!*subject) return read_patient(id);  // not in the vault: only the pseudonymous Patient exists
+    auto person = options_.privacy.vault->get(**subject);
+    if (!person) return internal_error(person.error());
+    if (!*person) return read_patient(id);
+    return json_response(200, identified_patient_json(id, **person));
+  }
+
+  // POST Patient, or PUT Patient?identifier=system|value (conditional update,
+  // http://hl7.org/fhir/R4/http.html#cond-update): registers the person in the vault.
+  Response write_patient(const Request& r, std::string_view query) const {
+    const char action = r.method == "POST" ? 'C' : 'U';
+    if (!care_allowed(r)) return forbidden(r, "subject.register", action, "");
+    if (r.method == "PUT") {
+      auto params = parse_query(query);
+      if (!params) return error_response(400, "value", "malformed query string (bad percent-encoding)");
+      bool has_identifier = false;
+      for (const auto& [k, v] : *params) has_identifier = has_identifier || (k == "identifier" && !v.empty());
+      if (!has_identifier)
+        return error_response(400, "required", "PUT Patient needs ?identifier=system|value (conditional update)");
+    }
+    auto person = person_from_patient(r.body);
+    if (!person) return error_response(400, "invalid", person.error().message);
+    auto registered = options_.privacy.vault->register_person(*person);
+    if (!registered) {
+      const auto& e = registered.error();
+      if (e.code == core::Code::kInvalidArgument) return error_response(400, "invalid", e.message);
+      if (e.code == core::Code::kFailedPrecondition) return error_response(409, "conflict", e.message);
+      return internal_error(e);
+    }
+    const auto pseudonym = options_.privacy.pseudonymiser->subject(registered->subject_id);
+    if (auto s = options_.privacy.vault->link_pseudonym(registered->subject_id, pseudonym.str()); !s)
+      return internal_error(s.error());
+    if (auto s = store_.registry().add_subject(pseudonym); !s) return internal_error(s.error());
+    const std::string object = "Patient/" + pseudonym.str();
+    if (!audit(r, "subject.register", registered->created ? 'C' : 'U', "success", pseudonym.str(), object))
+      return audit_failed();
+    auto stored = options_.privacy.vault->get(registered->subject_id);
+    if (!stored || !*stored) return internal_error(stored ? core::make_error(core::Code::kInternal, "vault", "gone") : stored.error());
+    auto response = json_response(registered->created ? 201 : 200, identified_patient_json(pseudonym.str(), **stored));
+    response.headers.emplace_back("Location", options_.base_url + "/" + object);
+    return response;
+  }
+
+  // GET AuditEvent[?patient=<pseudonym>]: the audit trail as FHIR AuditEvents (newest 1,000
+  // without a patient).
+  Response search_audit(const Request& r, std::string_view query) const {
+    auto params = parse_query(query);
+    if (!params) return error_response(400, "value", "malformed query string (bad percent-encoding)");
+    std::string patient;
+    for (const auto& [k, v] : *params) {
+      if (k == "patient" || k == "entity") patient = v;
+      else if (!k.starts_with("_")) return error_response(400, "not-supported", "unknown search parameter " + k);
+    }
+    if (patient.starts_with("Patient/")) patient = patient.substr(8);
+    if (!care_allowed(r)) return forbidden(r, "audit.read", 'R', patient);
+    if (!patient.empty() && !privacy::SubjectPseudonym::parse(patient))
+      return error_response(400, "value", "patient must be a Patient id (pseudonym)");
+    if (!audit(r, "audit.read", 'R', "success", patient, "AuditEvent", std::string(query))) return audit_failed();
+    auto records = patient.empty() ? options_.privacy.audit->recent(1000) : options_.privacy.audit->for_subject(patient);
+    if (!records) return internal_error(records.error());
+    JsonBuffer buffer;
+    JsonWriter w(buffer);
+    w.StartObject();
+    write_member(w, "resourceType", "Bundle");
+    write_member(w, "type", "searchset");
+    write_key(w, "total");
+    w.Uint64(records->size());
+    write_key(w, "entry");
+    w.StartArray();
+    for (const auto& a : *records) {
+      w.StartObject();
+      write_member(w, "fullUrl", options_.base_url + "/AuditEvent/audit-" + std::to_string(a.sequence));
+      write_key(w, "resource");
+      const std::string event = audit_event_json(a);
+      w.RawValue(event.data(), event.size(), rapidjson::kObjectType);
+      write_key(w, "search");
+      w.StartObject();
+      write_member(w, "mode", "match");
+      w.EndObject();
+      w.EndObject();
+    }
+    w.EndArray();
+    w.EndObject();
+    return json_response(200, to_string(buffer));
+  }
+
+  // POST Consent: a FHIR Consent of a subject (Consent.patient = Patient/<pseudonym>).
+  Response write_consent(const Request& r) const {
+    if (!care_allowed(r) || !options_.privacy.consent) return forbidden(r, "consent.update", 'C', "");
+    auto record = privacy::from_fhir_consent(r.body);
+    if (!record) return error_response(400, "invalid", record.error().message);
+    const std::string subject = record->subject;
+    if (!audit(r, "consent.update", 'C', "success", subject, "Consent")) return audit_failed();
+    auto id = options_.privacy.consent->record(*record);
+    if (!id) {
+      if (id.error().code == core::Code::kInvalidArgument) return error_response(400, "invalid", id.error().message);
+      return internal_error(id.error());
+    }
+    return error_response_with(201, "information", "informational",
+                               "consent recorded as " + std::to_string(*id) + " for Patient/" + subject);
+  }
+
   const formats::Plausibility& rules() const {
     return options_.plausibility ? *options_.plausibility : formats::Plausibility::defaults();
   }
@@ -230,26 +386,41 @@ Response route(const Handlers& h, const Request& request) {
   if (!target) return not_found("unknown route");
   const auto& s = target->segments;
 
-  enum class Route { kMetadata, kSearch, kObservation, kPatient, kDevice };
+  enum class Route { kMetadata, kSearch, kObservation, kPatient, kDevice, kPatientType, kAuditEvent, kConsent };
   std::optional<Route> matched;
   if (s.size() == 1 && s[0] == "metadata") matched = Route::kMetadata;
   else if (s.size() == 1 && s[0] == "Observation") matched = Route::kSearch;
   else if (s.size() == 2 && s[0] == "Observation") matched = Route::kObservation;
   else if (s.size() == 2 && s[0] == "Patient") matched = Route::kPatient;
   else if (s.size() == 2 && s[0] == "Device") matched = Route::kDevice;
+  else if (s.size() == 1 && s[0] == "Patient") matched = Route::kPatientType;
+  else if (s.size() == 1 && s[0] == "AuditEvent") matched = Route::kAuditEvent;
+  else if (s.size() == 1 && s[0] == "Consent") matched = Route::kConsent;
   if (!matched) return not_found("unknown route");
 
-  if (request.method != "GET") {
-    auto r = error_response(405, "not-supported", "method not allowed; this server only reads");
-    r.headers.emplace_back("Allow", "GET");
+  auto not_allowed = [](const char* allow) {
+    auto r = error_response(405, "not-supported", std::string("method not allowed; allowed: ") + allow);
+    r.headers.emplace_back("Allow", allow);
     return r;
+  };
+  if (*matched == Route::kPatientType) {
+    if (request.method == "GET") return not_found("unknown route (Patient search is not supported)");
+    if (request.method != "POST" && request.method != "PUT") return not_allowed("POST, PUT");
+    return h.write_patient(request, target->query);
   }
+  if (*matched == Route::kConsent) {
+    if (request.method != "POST") return not_allowed("POST");
+    return h.write_consent(request);
+  }
+  if (request.method != "GET") return not_allowed("GET");
   switch (*matched) {
     case Route::kMetadata: return h.metadata();
     case Route::kSearch: return h.search_observations(target->query);
     case Route::kObservation: return h.read_observation(s[1]);
-    case Route::kPatient: return h.read_patient(s[1]);
+    case Route::kPatient: return h.read_patient(request, s[1]);
     case Route::kDevice: return h.read_device(s[1]);
+    case Route::kAuditEvent: return h.search_audit(request, target->query);
+    default: break;
   }
   return not_found("unknown route");
 }

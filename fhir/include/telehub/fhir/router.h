@@ -8,8 +8,11 @@
 //   GET Observation?patient=|subject=&code=[system|]code&date=<prefix><date>&_count=&_cursor=
 //                                searchset Bundle of Observations (docs/api.md), with next link
 //   GET Observation/<id>         one Observation
-//   GET Patient/<id>             pseudonymous Patient (no name, no BSN)
+//   GET Patient/<id>             pseudonymous Patient (no name, no BSN); re-identified only
+//                                in the local care setting (RouterOptions::privacy)
 //   GET Device/<id>              Device
+// and, in the local care setting only ([5/8]): POST Patient, PUT Patient?identifier=,
+// GET AuditEvent, POST Consent.
 // and, outside /fhir, GET /metrics (Prometheus text format 0.0.4) when options.metrics is set.
 // Every error is an OperationOutcome with the matching HTTP status (400 bad parameter,
 // 404 unknown resource/route, 405 method, 500 storage failure with no details).
@@ -25,6 +28,10 @@
 #include <vector>
 
 #include "telehub/formats/plausibility.h"
+#include "telehub/privacy/audit_log.h"
+#include "telehub/privacy/consent.h"
+#include "telehub/privacy/identity_vault.h"
+#include "telehub/privacy/pseudonym.h"
 #include "telehub/storage/store.h"
 
 namespace telehub::fhir {
@@ -34,6 +41,11 @@ struct Request {
   std::string target;   // origin-form: path plus optional "?query", percent-encoded
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
+  // The client's address "ip:port" as the HTTP server saw it (empty when unknown, e.g. in
+  // unit tests), and whether it is a loopback address. The audit log records the address;
+  // the local-only care setting (RouterOptions::care_local) serves only loopback clients.
+  std::string remote_address;
+  bool remote_loopback = false;
 };
 
 struct Response {
@@ -57,6 +69,23 @@ struct RouterOptions {
   // gets Observation.interpretation HH or LL (docs/payloads.md, "Plausibility"). Default
   // (nullptr): formats::Plausibility::defaults().
   std::shared_ptr<const formats::Plausibility> plausibility;
+
+  // Identified data (issue [5/8], docs/privacy.md). Until authentication arrives (issue [6/8])
+  // it is served only when care_local is true and only to clients on a loopback address, who
+  // then act in the care role as user "local" (the audit log records their address). Each of
+  // these accesses writes an audit record first; if that fails, the access is refused (503).
+  // Routes: POST Patient (register; conditional update by identifier: PUT
+  // Patient?identifier=system|value), GET Patient/<pseudonym> (re-identified: name, BSN),
+  // GET AuditEvent[?patient=<pseudonym>], POST Consent. Without care_local (or from another
+  // address) they answer 403, and Patient/<pseudonym> stays pseudonymous. Default: all unset.
+  struct Privacy {
+    std::shared_ptr<privacy::IdentityVault> vault;
+    std::shared_ptr<privacy::AuditLog> audit;
+    std::shared_ptr<privacy::ConsentStore> consent;
+    std::shared_ptr<const privacy::Pseudonymiser> pseudonymiser;
+    bool care_local = false;
+  };
+  Privacy privacy;
 };
 
 class Router {
