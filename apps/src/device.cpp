@@ -9,6 +9,7 @@
 #include "enrol.h"
 #include "hub_files.h"
 #include "payload_config.h"
+#include "privacy_stores.h"
 #include "telehub/core/time.h"
 #include "telehub/storage/store.h"
 
@@ -20,7 +21,9 @@ constexpr const char* kDeviceHelp = R"(usage: telehub device enroll --subject ID
        telehub device revoke --device ID [options]
 
 enroll: a new device for a subject, with a fresh key (key id 1)
-  --subject ID     internal subject id (1..128 printable characters); only its keyed pseudonym is stored
+  --subject ID     internal subject id (1..128 printable characters), e.g. the one `subject register`
+                   printed; only its keyed pseudonym is stored
+  --bsn N          instead of --subject: the person registered in the identity vault with this BSN
   --out FILE       where to write the provisioning file (default <data>/provisioning/<device>.json)
   --format F       what the device's payloads are (docs/payloads.md): native (payload v1, the
                    default), senml (RFC 8428 JSON), or the name of a mapping template in
@@ -80,7 +83,7 @@ int device_error(const core::Error& e) {
 int cmd_device(int argc, char** argv) {
   const std::string sub = argc >= 3 ? argv[2] : "";
   if (sub != "enroll" && sub != "rekey" && sub != "revoke") return usage("unknown device command");
-  auto parsed = parse_args(argc, argv, 3, {"subject", "device", "grace-hours", "data", "broker", "out", "kek-file", "format", "config"},
+  auto parsed = parse_args(argc, argv, 3, {"subject", "device", "grace-hours", "data", "broker", "out", "kek-file", "format", "config", "bsn"},
                            {"help"});
   if (!parsed) return usage(parsed.error().message);
   const Args& args = *parsed;
@@ -89,7 +92,8 @@ int cmd_device(int argc, char** argv) {
     return 0;
   }
   if (!args.words.empty()) return usage("unexpected argument '" + args.words[0] + "'");
-  if (sub == "enroll" && !args.has("subject")) return usage("device enroll needs --subject ID");
+  if (sub == "enroll" && args.has("subject") == args.has("bsn")) return usage("device enroll needs --subject ID or --bsn N");
+  if (sub != "enroll" && args.has("bsn")) return usage("--bsn is only for device enroll");
   if (sub != "enroll" && !args.has("device")) return usage("device " + sub + " needs --device ID");
   if (sub != "enroll" && args.has("subject")) return usage("--subject is only for device enroll");
   if (sub == "enroll" && (args.has("device") || args.has("grace-hours")))
@@ -140,7 +144,19 @@ int cmd_device(int argc, char** argv) {
   if (!config) return fail_with(config.error());
   auto format = resolve_format(args.get("format"), *config);
   if (!format) return usage(format.error().message);
-  auto e = enrol_device(*dir, **store, *kek, args.get("subject"), *broker, args.get("out"), *format);
+  std::string subject_id = args.get("subject");
+  if (args.has("bsn")) {
+    auto p = open_privacy(*dir, *kek);
+    if (!p) return fail_with(p.error());
+    auto found = p->vault->find_by_bsn(args.get("bsn"));
+    if (!found) return found.error().reason == "bad_bsn" ? usage(found.error().message) : fail_with(found.error());
+    if (!*found) {
+      std::cerr << "telehub: no person with this BSN in the identity vault: `telehub subject register --bsn` first\n";
+      return 1;
+    }
+    subject_id = **found;
+  }
+  auto e = enrol_device(*dir, **store, *kek, subject_id, *broker, args.get("out"), *format);
   if (!e) return e.error().reason == "bad_subject" ? usage(e.error().message) : fail_with(e.error());
   std::cout << "device:       " << e->device_id << "\n"
             << "patient:      Patient/" << e->subject_pseudonym << " (pseudonym; the subject id is not stored)\n"

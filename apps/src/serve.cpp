@@ -22,6 +22,7 @@
 #include "telehub/privacy/pseudonym.h"
 #include "telehub/storage/store.h"
 #include "payload_config.h"
+#include "privacy_stores.h"
 
 namespace telehub::apps {
 namespace {
@@ -46,6 +47,9 @@ constexpr const char* kServeHelp = R"(usage: telehub serve [options]
   --log-level LEVEL    debug|info|warn|error (default info)
   --kek-file PATH      key-encryption key file, outside the data directory (default: $TELEHUB_KEK,
                        else ~/.config/telehub/kek, created on first use: development only)
+  --care-local         serve identified data (re-identified Patient, Patient registration, AuditEvent,
+                       Consent) to clients on this machine, as the care role; every access is
+                       audited (docs/privacy.md). Until authentication arrives, off by default.
   --config DIR         device payload configuration: mapping templates in DIR/mappings, plausibility
                        rules in DIR/plausibility.json (default: $TELEHUB_CONFIG_DIR, else the
                        config/ directory of the source tree; docs/payloads.md)
@@ -57,7 +61,7 @@ int cmd_serve(int argc, char** argv) {
   auto parsed = parse_args(argc, argv, 2,
                            {"data", "http-host", "http-port", "broker", "broker-port", "client-id", "log-level", "kek-file",
                             "tls-ca", "tls-cert", "tls-key", "plaintext-port", "config"},
-                           {"shared", "help"});
+                           {"shared", "help", "care-local"});
   if (!parsed) {
     std::cerr << "telehub: " << parsed.error().message << "\n" << kServeHelp;
     return 2;
@@ -122,6 +126,10 @@ int cmd_serve(int argc, char** argv) {
   // or with a mapping template or plausibility file that does not parse.
   auto pipeline_opts = pipeline_options(config_dir(args.get("config")), *dir, *kek);
   if (!pipeline_opts) return fail_with(pipeline_opts.error());
+  // The identity vault, audit log and consent records (docs/privacy.md); opened (and created)
+  // at start, so a wrong KEK or an unreadable file stops serve here, not at the first access.
+  auto privacy_stores = open_privacy(*dir, *kek);
+  if (!privacy_stores) return fail_with(privacy_stores.error());
 
   // Acknowledge after the commit (synchronous=NORMAL: survives a crash of the hub), receipts
   // after the WAL is synced (survives power loss): docs/ingest.md.
@@ -208,6 +216,11 @@ int cmd_serve(int argc, char** argv) {
   fhir::RouterOptions ro;
   ro.base_url = base;
   ro.plausibility = pipeline_opts->plausibility;
+  ro.privacy.vault = privacy_stores->vault;
+  ro.privacy.audit = privacy_stores->audit;
+  ro.privacy.consent = privacy_stores->consent;
+  ro.privacy.pseudonymiser = privacy_stores->pseudonymiser;
+  ro.privacy.care_local = args.has("care-local");
   ro.metrics = [&pipeline, sub = subscriber->get()] {
     return ingest::prometheus_text(pipeline.counters(), {sub->connected(), sub->stalled()});
   };

@@ -2,7 +2,10 @@
 // provisioning files) and publishes plausible vital signs for them through the broker, sealed
 // with each device's key: for a newly enrolled patient first a history (default 24 h at
 // 15-minute steps), then live readings every --interval-ms until stopped or --duration-s.
-// Devices send payload v1 or SenML (--format; by default every second patient's device speaks
+// Each new simulated patient is first registered in the identity vault with a synthetic
+// identity (a BSN passing the 11-test, name, birth date, address, phone, e-mail, a record
+// number), as a care programme registers its patients; the device is bound to the vault's
+// subject id. Devices send payload v1 or SenML (--format; by default every second patient's device speaks
 // SenML, so the demo shows both paths through the hub).
 #include <csignal>
 #include <iostream>
@@ -15,6 +18,7 @@
 #include "hub_tls.h"
 #include "telehub/formats/senml_encode.h"
 #include "telehub/gateway/gateway.h"
+#include "privacy_stores.h"
 #include "telehub/privacy/pseudonym.h"
 
 namespace telehub::apps {
@@ -46,6 +50,34 @@ struct SimPatient {
   bool senml = false;          // the device was enrolled with payload format senml
   std::string device_id;
 };
+
+// A synthetic person for simulated patient i: a BSN that passes the 11-test (the first from
+// 100000000 + 7919 i), a name from short lists, and contact details under example.org.
+privacy::Person synthetic_person(long long i) {
+  static const char* const kGiven[] = {"Anna", "Bram", "Cornelia", "Daan", "Eva", "Frank", "Gerda", "Hendrik"};
+  static const char* const kFamily[] = {"Jansen", "de Vries", "Bakker", "Visser", "Smit", "Meijer", "de Boer", "Mulder"};
+  privacy::Person p;
+  for (long long n = 100000000 + 7919 * i;; ++n) {
+    const std::string digits = std::to_string(n);
+    int sum = 0;
+    for (int k = 0; k < 8; ++k) sum += (9 - k) * (digits[k] - '0');
+    const int check = sum % 11;
+    if (check == 10) continue;
+    p.bsn = digits.substr(0, 8) + static_cast<char>('0' + check);
+    break;
+  }
+  p.given_name = kGiven[i % 8];
+  p.family_name = kFamily[(i / 8) % 8];
+  p.birth_date = std::to_string(1940 + i % 45) + "-0" + std::to_string(1 + i % 9) + "-1" + std::to_string(i % 10);
+  p.sex = i % 2 ? "female" : "male";
+  p.address_line = "Simulatiestraat " + std::to_string(i);
+  p.postcode = std::to_string(3500 + i % 400) + " SM";
+  p.city = "Utrecht";
+  p.phone = "+3161000" + std::to_string(1000 + i % 9000);
+  p.email = "sim-patient-" + std::to_string(i) + "@example.org";
+  p.record_numbers.push_back({"https://hospital.example.org/fhir/NamingSystem/mrn", "SIM-" + std::to_string(100000 + i)});
+  return p;
+}
 
 Status publish_chunked(SimPatient& p, const std::vector<core::Reading>& readings) {
   constexpr std::size_t kChunk = 200;
@@ -109,9 +141,9 @@ int cmd_simulate(int argc, char** argv) {
   }
   auto kek = load_kek(args.get("kek-file"), *dir);
   if (!kek) return fail_with(kek.error());
-  auto pseudonymiser = privacy::Pseudonymiser::open_wrapped_key_file(dir->pseudonym_key(), *kek);
-  if (!pseudonymiser) return fail_with(pseudonymiser.error());
 
+  auto privacy_stores = open_privacy(*dir, *kek);
+  if (!privacy_stores) return fail_with(privacy_stores.error());
   std::vector<SimPatient> sims;
   {
     auto store = storage::open_sqlite_store({dir->db()}, core::system_clock());
@@ -122,7 +154,17 @@ int cmd_simulate(int argc, char** argv) {
       const bool new_enrolment = !std::filesystem::exists(file);
       if (new_enrolment) {
         const bool senml = format == "senml" || (format == "mixed" && i % 2 == 0);
-        auto e = enrol_device(*dir, **store, *kek, subject_id, broker_uri, file, senml ? "senml" : "native");
+        auto registered = privacy_stores->vault->register_person(synthetic_person(i));
+        if (!registered) return fail_with(registered.error());
+        const auto pseudonym = privacy_stores->pseudonymiser->subject(registered->subject_id);
+        if (auto s = privacy_stores->vault->link_pseudonym(registered->subject_id, pseudonym.str()); !s)
+          return fail_with(s.error());
+        if (auto a = privacy_stores->audit->append(cli_audit("subject.register", registered->created ? 'C' : 'U',
+                                                             pseudonym.str(), "Patient/" + pseudonym.str(),
+                                                             "registration"));
+            !a)
+          return fail_with(a.error());
+        auto e = enrol_device(*dir, **store, *kek, registered->subject_id, broker_uri, file, senml ? "senml" : "native");
         if (!e) return fail_with(e.error());
         std::cout << "enrolled " << e->device_id << " for " << subject_id << " (Patient/" << e->subject_pseudonym
                   << ", " << (senml ? "SenML" : "payload v1") << ")\n";
@@ -143,7 +185,7 @@ int cmd_simulate(int argc, char** argv) {
       go.sequence_file += ".seq";
       auto gw = gateway::Gateway::connect(*p, go);
       if (!gw) return fail_with(gw.error());
-      sims.push_back(SimPatient{subject_id, (*pseudonymiser)->subject(subject_id).str(), std::move(*gw),
+      sims.push_back(SimPatient{subject_id, *device ? (**device).subject : std::string(), std::move(*gw),
                                 gateway::VitalsSimulator(static_cast<std::uint64_t>(i)), 0, new_enrolment, senml,
                                 p->device_id});
     }
