@@ -336,6 +336,16 @@ TEST_CASE("vault reopens with its data and refuses another KEK", "[privacy][vaul
   auto expected = jansen();
   expected.subject_id = subject;
   CHECK(**got == expected);
+  vault.reset();
+
+  // A damaged key file is refused the same way, not replaced with fresh keys.
+  auto blob = slurp(paths.key);
+  blob[20] ^= 0x01;
+  std::ofstream(paths.key, std::ios::binary | std::ios::trunc) << blob;
+  auto damaged = IdentityVault::open(paths.vault, paths.key, kek_of(7));
+  REQUIRE_FALSE(damaged);
+  CHECK(damaged.error().reason == "unwrap_failed");
+  CHECK(slurp(paths.key) == blob);
 }
 
 TEST_CASE("vault holds no identifier in clear, and erasure leaves none of its bytes", "[privacy][vault]") {
