@@ -7,7 +7,9 @@
 // <data>/keys/vault.key wrapped under the KEK (keystore.h), which is not stored beside the data.
 // Look-up by BSN or by a hospital record number goes through a blind index: HMAC-SHA-256 under
 // the blind-index key of the normalised identifier ("bsn|123456782", "<system>|<value>"), so
-// the file holds no identifier in clear.
+// the file holds no identifier in clear. Normalisation: the BSN as given (digits only, nothing
+// stripped); record-number system and value trimmed of surrounding spaces, otherwise as given
+// (case-sensitive). The file layout is described at the top of src/identity_vault.cpp.
 //
 // The internal subject id is created here ("s-" + 32 random hex); the subject's pseudonym is
 // Pseudonymiser::subject(subject id), computed outside the vault.
@@ -34,14 +36,17 @@
 
 namespace telehub::privacy {
 
-// A hospital (or other) record number: FHIR Identifier.system + value.
+// A hospital (or other) record number: FHIR Identifier.system + value. REQUIRES: both non-empty
+// after trimming surrounding spaces, at most 256 bytes each, and no '|' in the system (FHIR
+// token syntax "system|value"; a URI cannot hold it unescaped).
 struct RecordNumber {
   std::string system;
   std::string value;
   bool operator==(const RecordNumber&) const = default;
 };
 
-// What the vault holds about a person. Every field but subject_id is optional (empty = unknown).
+// What the vault holds about a person. Every field but subject_id is optional (empty = unknown);
+// each field, and each record-number system and value, is at most 256 bytes.
 struct Person {
   std::string subject_id;       // set by register_person(); ignored on input
   std::string bsn;              // 9 digits, 11-test
@@ -75,28 +80,38 @@ class IdentityVault {
 
   // Registers a person, or updates the one already found by BSN or by any of the record
   // numbers ("conditional update by identifier"). Returns the subject id and whether it was
-  // created. Fails with invalid_argument/bad_bsn, invalid_argument/bad_person (no BSN and no
-  // record number; a record number without system or value; a malformed birth date or sex),
-  // failed_precondition/identifier_conflict (the BSN and a record number belong to two
-  // different subjects).
+  // created. An update replaces the fields given non-empty, keeps the others, adds the BSN when
+  // the subject had none, and adds new record numbers after the existing ones (record numbers
+  // are never dropped). One transaction: on any failure nothing changes.
+  // Fails with invalid_argument/bad_bsn, invalid_argument/bad_person (no BSN and no record
+  // number; a record number without system or value, or with '|' in the system; a birth date
+  // that is not a calendar date YYYY-MM-DD; a sex outside male|female|other|unknown; a field
+  // over 256 bytes), failed_precondition/identifier_conflict (the identifiers belong to two
+  // different subjects, or a record number belongs to a subject with another BSN),
+  // unavailable/vault_io.
   struct Registration {
     std::string subject_id;
     bool created = false;
   };
   [[nodiscard]] virtual Result<Registration> register_person(const Person& person) = 0;
 
-  // The subject id for a BSN / a record number, or nullopt. Fails with bad_bsn for an invalid BSN.
+  // The subject id for a BSN / a record number, or nullopt. Fails with invalid_argument/bad_bsn
+  // for an invalid BSN, invalid_argument/bad_person for a record number without system or value.
   [[nodiscard]] virtual Result<std::optional<std::string>> find_by_bsn(std::string_view bsn) = 0;
   [[nodiscard]] virtual Result<std::optional<std::string>> find_by_record_number(const RecordNumber& id) = 0;
 
   // Decrypts a person (re-identification: callers audit it). nullopt when unknown or erased.
+  // Record numbers come back in registration order. Fails with data_loss/vault_corrupt when a
+  // field does not decrypt (damaged, or moved to another subject or field).
   [[nodiscard]] virtual Result<std::optional<Person>> get(std::string_view subject_id) = 0;
 
-  // Erases a person: every field and every blind-index entry of the subject are deleted
-  // (secure_delete on, then VACUUM-free overwrite by SQLite). Returns false when unknown.
+  // Erases a person: every field, every blind-index entry and the subject row are deleted in
+  // one transaction (secure_delete on: SQLite zeroes the freed cells), then the WAL is
+  // checkpointed and truncated so no older page image keeps the ciphertexts. Returns false
+  // when unknown. The identifiers are free afterwards: registering them creates a new subject.
   [[nodiscard]] virtual Result<bool> erase(std::string_view subject_id) = 0;
 
-  // Every subject id, for tests and erasure checks.
+  // Every subject id, sorted, for tests and erasure checks.
   [[nodiscard]] virtual Result<std::vector<std::string>> subject_ids() = 0;
 };
 
