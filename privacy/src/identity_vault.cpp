@@ -318,6 +318,24 @@ class SqliteIdentityVault final : public IdentityVault {
     return true;
   }
 
+  Status link_pseudonym(std::string_view subject_id, std::string_view pseudonym) override {
+    if (pseudonym.empty()) return core::fail(Code::kInvalidArgument, "bad_person", "an empty pseudonym");
+    std::lock_guard lock(mu_);
+    auto exists = person_exists(subject_id);
+    if (!exists) return tl::unexpected(exists.error());
+    if (!*exists) return core::fail(Code::kNotFound, "no_subject", "no such subject in the vault");
+    auto st = db_.prepare("INSERT OR REPLACE INTO blind(hash, kind, subject_id) VALUES(?1, 'ps', ?2)");
+    if (!st) return tl::unexpected(io_error(st.error()));
+    st->bind_blob(1, pseudonym_hash(pseudonym)).bind(2, subject_id);
+    if (auto s = st->run(); !s) return tl::unexpected(io_error(s.error()));
+    return {};
+  }
+
+  Result<std::optional<std::string>> find_by_pseudonym(std::string_view pseudonym) override {
+    std::lock_guard lock(mu_);
+    return lookup(pseudonym_hash(pseudonym));
+  }
+
   Result<std::vector<std::string>> subject_ids() override {
     std::lock_guard lock(mu_);
     auto st = db_.prepare("SELECT subject_id FROM persons ORDER BY subject_id");
@@ -374,6 +392,7 @@ class SqliteIdentityVault final : public IdentityVault {
   }
   core::Bytes bsn_hash(std::string_view bsn) const { return hmac("bsn|" + std::string(bsn)); }
   core::Bytes record_hash(const RecordNumber& r) const { return hmac("rn|" + r.system + "|" + r.value); }
+  core::Bytes pseudonym_hash(std::string_view pseudonym) const { return hmac("ps|" + std::string(pseudonym)); }
 
   Result<std::optional<std::string>> lookup(const core::Bytes& hash) {
     auto st = db_.prepare("SELECT subject_id FROM blind WHERE hash = ?1");

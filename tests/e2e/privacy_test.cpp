@@ -138,7 +138,7 @@ TEST_CASE("after a demo run no vault identifier and no BSN is in the measurement
   sqlite3_close(db);
 }
 
-TEST_CASE("subject register, show, erase; audit show and verify; consent grant and withdraw, on the command line",
+TEST_CASE("subject register, show and erase, audit show and verify, consent grant and withdraw, on the command line",
           "[e2e][privacy][cli]") {
   testing::TempDir dir;
   const std::string d = " --data " + (dir.path() / "data").string();

@@ -497,3 +497,33 @@ TEST_CASE("vault serialises concurrent registrations", "[privacy][vault]") {
   CHECK(std::set<std::string>(listed->begin(), listed->end()) == all);
   CHECK(*vault->find_by_record_number({"urn:thread", "3-49"}) != std::nullopt);
 }
+
+TEST_CASE("a pseudonym links back to its subject until the subject is erased", "[privacy][vault]") {
+  testing::TempDir dir;
+  auto kek = privacy::Kek::from_hex(std::string(64, '5'));
+  REQUIRE(kek);
+  auto vault = privacy::IdentityVault::open(dir.path() / "identity.db", dir.path() / "vault.key", *kek);
+  REQUIRE(vault);
+  privacy::Person p;
+  p.bsn = "123456782";
+  p.family_name = "Linked";
+  auto r = (*vault)->register_person(p);
+  REQUIRE(r);
+  const std::string pseudonym(32, 'e');
+  auto unlinked = (*vault)->find_by_pseudonym(pseudonym);
+  REQUIRE(unlinked);
+  CHECK_FALSE(unlinked->has_value());
+  REQUIRE((*vault)->link_pseudonym(r->subject_id, pseudonym));
+  REQUIRE((*vault)->link_pseudonym(r->subject_id, pseudonym));  // again: harmless
+  auto found = (*vault)->find_by_pseudonym(pseudonym);
+  REQUIRE(found);
+  REQUIRE(found->has_value());
+  CHECK(**found == r->subject_id);
+  auto no_subject = (*vault)->link_pseudonym("s-unknown", pseudonym);
+  REQUIRE_FALSE(no_subject);
+  CHECK(no_subject.error().reason == "no_subject");
+  REQUIRE((*vault)->erase(r->subject_id));
+  auto gone = (*vault)->find_by_pseudonym(pseudonym);
+  REQUIRE(gone);
+  CHECK_FALSE(gone->has_value());
+}

@@ -113,6 +113,14 @@ class IdentityVault {
 
   // Every subject id, sorted, for tests and erasure checks.
   [[nodiscard]] virtual Result<std::vector<std::string>> subject_ids() = 0;
+
+  // The link from a subject's pseudonym (Pseudonymiser::subject(subject id), computed outside
+  // the vault) back to the subject, so the care context can go from Patient/<pseudonym> to the
+  // person. Kept in the blind index (HMAC of "ps|" + pseudonym), so erase() deletes it with the
+  // rest. link_pseudonym fails with not_found/no_subject for an unknown subject; linking again
+  // is harmless.
+  [[nodiscard]] virtual Status link_pseudonym(std::string_view subject_id, std::string_view pseudonym) = 0;
+  [[nodiscard]] virtual Result<std::optional<std::string>> find_by_pseudonym(std::string_view pseudonym) = 0;
 };
 
 }  // namespace telehub::privacy
