@@ -84,7 +84,8 @@ class SqliteConsentStore final : public ConsentStore {
     auto ins = db_.prepare(
         "INSERT INTO consent(subject, scope, permit, from_ms, withdrawn_ms, source) VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
     if (!ins) return io(ins.error());
-    ins->bind(1, r.subject).bind(2, r.scope).bind(3, std::int64_t{r.permit ? 1 : 0}).bind(4, core::to_unix_millis(r.from));
+    ins->bind(1, r.subject).bind(2, r.scope).bind(3, std::int64_t{r.permit ? 1 : 0});
+    ins->bind(4, core::to_unix_millis(r.from));
     if (r.withdrawn)
       ins->bind(5, core::to_unix_millis(*r.withdrawn));
     else
