@@ -13,6 +13,7 @@ int cmd_quarantine(int argc, char** argv);
 int cmd_subject(int argc, char** argv);
 int cmd_audit(int argc, char** argv);
 int cmd_consent(int argc, char** argv);
+int cmd_retention(int argc, char** argv);
 
 // Prints "telehub: <message> [<reason>]" on stderr and returns 1.
 int fail_with(const core::Error& e);

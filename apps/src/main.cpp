@@ -28,6 +28,7 @@ commands:
   subject register|show|erase  the identity vault: register a person, re-identify (audited), GDPR erasure
   audit verify|show|head     check the audit log's hash chain; who accessed a patient's data
   consent grant|deny|withdraw|show|import  consent records (care, research, research:<study>)
+  retention apply            delete what is older than its retention period (config/retention.json)
 
 common options: --data DIR (default ./data)
 )";
@@ -50,6 +51,7 @@ int main(int argc, char** argv) {
   if (cmd == "subject") return cmd_subject(argc, argv);
   if (cmd == "audit") return cmd_audit(argc, argv);
   if (cmd == "consent") return cmd_consent(argc, argv);
+  if (cmd == "retention") return cmd_retention(argc, argv);
   std::cerr << "telehub: unknown command '" << cmd << "'\n" << kHelp;
   return 2;
 }

@@ -5,6 +5,7 @@
 #include <sstream>
 #include <system_error>
 
+#include "telehub/envelope/json.h"
 #include "telehub/formats/decoded.h"
 
 namespace telehub::apps {
@@ -70,6 +71,26 @@ Result<ingest::PipelineOptions> pipeline_options(const std::filesystem::path& di
   options.plausibility = std::make_shared<const formats::Plausibility>(std::move(config->plausibility));
   options.pseudonymiser = std::shared_ptr<const privacy::Pseudonymiser>(std::move(*pseudonymiser));
   return options;
+}
+
+Result<long long> retention_quarantine_days(std::string_view json) {
+  rapidjson::Document doc;
+  if (auto s = envelope::parse_json(json, doc); !s)
+    return core::fail(core::Code::kInvalidArgument, "bad_config", "not valid JSON");
+  if (!doc.IsObject()) return core::fail(core::Code::kInvalidArgument, "bad_config", "must be a JSON object");
+  long long days = -1;
+  for (auto it = doc.MemberBegin(); it != doc.MemberEnd(); ++it) {
+    const std::string name = it->name.GetString();
+    if (name == "description" && it->value.IsString()) continue;
+    if (name == "quarantine_days" && it->value.IsInt64() && it->value.GetInt64() >= 1 && it->value.GetInt64() <= 36500) {
+      days = it->value.GetInt64();
+      continue;
+    }
+    return core::fail(core::Code::kInvalidArgument, "bad_config",
+                      name + ": unknown member, or a value of the wrong type or range (quarantine_days: 1..36500)");
+  }
+  if (days < 0) return core::fail(core::Code::kInvalidArgument, "bad_config", "quarantine_days is missing");
+  return days;
 }
 
 }  // namespace telehub::apps

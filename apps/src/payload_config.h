@@ -42,4 +42,8 @@ std::filesystem::path config_dir(const std::string& option);
 [[nodiscard]] Result<ingest::PipelineOptions> pipeline_options(const std::filesystem::path& config_dir,
                                                                const DataDir& dir, const privacy::Kek& kek);
 
+// quarantine_days from the text of <config>/retention.json ({"quarantine_days": N, "description":
+// "..."}; other members refused). Fails with invalid_argument/bad_config.
+[[nodiscard]] Result<long long> retention_quarantine_days(std::string_view json);
+
 }  // namespace telehub::apps

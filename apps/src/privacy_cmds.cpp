@@ -11,6 +11,7 @@
 #include "commands.h"
 #include "enrol.h"
 #include "hub_files.h"
+#include "payload_config.h"
 #include "privacy_stores.h"
 #include "telehub/core/time.h"
 #include "telehub/storage/store.h"
@@ -400,6 +401,56 @@ int cmd_consent(int argc, char** argv) {
               << r->scope << " (" << file << ")\n";
   }
   return failed ? 1 : 0;
+}
+
+}  // namespace telehub::apps
+
+namespace telehub::apps {
+namespace {
+
+constexpr const char* kRetentionHelp = R"(usage: telehub retention apply [--config DIR] [--data DIR]
+
+Deletes what is older than its retention period in <config>/retention.json (default config dir:
+$TELEHUB_CONFIG_DIR, else the source tree's config/):
+  quarantine_days  quarantined messages received more than this many days ago (1..36500)
+Readings and the audit log are kept (docs/privacy.md, "Retention"). Run it daily (cron).
+)";
+
+}  // namespace
+
+int cmd_retention(int argc, char** argv) {
+  const std::string sub = argc >= 3 ? argv[2] : "";
+  if (sub != "apply") return usage(kRetentionHelp, "unknown retention command");
+  auto parsed = parse_args(argc, argv, 3, {"data", "config"}, {"help"});
+  if (!parsed) return usage(kRetentionHelp, parsed.error().message);
+  const Args& args = *parsed;
+  if (args.has("help")) {
+    std::cout << kRetentionHelp;
+    return 0;
+  }
+  const auto file = config_dir(args.get("config")) / "retention.json";
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    std::cerr << "telehub: cannot read " << file.string() << "\n";
+    return 1;
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  auto days = retention_quarantine_days(text.str());
+  if (!days) {
+    std::cerr << "telehub: " << file.string() << ": " << days.error().message << "\n";
+    return 1;
+  }
+  auto dir = open_data_dir(args.get("data", "data"));
+  if (!dir) return fail_with(dir.error());
+  auto store = storage::open_sqlite_store({dir->db()}, core::system_clock());
+  if (!store) return fail_with(store.error());
+  const auto cutoff = core::system_clock().now() - std::chrono::hours(24) * *days;
+  auto purged = (*store)->quarantine().purge_before(cutoff);
+  if (!purged) return fail_with(purged.error());
+  std::cout << "quarantine:   " << *purged << " entr" << (*purged == 1 ? "y" : "ies") << " received before "
+            << core::format_rfc3339(cutoff) << " deleted (" << *days << " days)\n";
+  return 0;
 }
 
 }  // namespace telehub::apps

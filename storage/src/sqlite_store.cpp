@@ -284,6 +284,7 @@ class SqliteQuarantine final : public Quarantine {
   Result<std::vector<QuarantineEntry>> list(std::size_t limit) override;
   Result<std::optional<QuarantineEntry>> get(std::int64_t id) override;
   Status remove(std::int64_t id) override;
+  Result<std::int64_t> purge_before(core::TimePoint before) override;
 
  private:
   SqliteStore& store_;
@@ -1426,6 +1427,17 @@ Status SqliteQuarantine::remove(std::int64_t id) {
   });
   if (!r) return tl::unexpected(r.error());
   return {};
+}
+
+Result<std::int64_t> SqliteQuarantine::purge_before(core::TimePoint before) {
+  const auto cutoff = core::to_unix_millis(before);
+  return store_.write([cutoff](sqlite::Database& db) -> Result<std::int64_t> {
+    auto st = db.prepare("DELETE FROM quarantine WHERE received_ms < ?1");
+    if (!st) return tl::unexpected(st.error());
+    st->bind(1, cutoff);
+    if (auto s = st->run(); !s) return tl::unexpected(s.error());
+    return static_cast<std::int64_t>(db.changes());
+  });
 }
 
 // Schema 2 -> 3: every observation moves into the log (compaction then builds the chunks);

@@ -216,6 +216,8 @@ class Quarantine {
   [[nodiscard]] virtual Result<std::optional<QuarantineEntry>> get(std::int64_t id) = 0;
   // Deletes an entry (after a successful replay). Fails with not_found/no_entry.
   [[nodiscard]] virtual Status remove(std::int64_t id) = 0;
+  // Retention (docs/privacy.md): deletes every entry received before `before`. Returns how many.
+  [[nodiscard]] virtual Result<std::int64_t> purge_before(core::TimePoint before) = 0;
 };
 
 // ---------------------------------------------------------------- the store
