@@ -224,6 +224,7 @@ class Handlers {
 
  private:
   storage::Store& store_;
+ public:
   // ---- identified data: the local care setting (RouterOptions::privacy) ----
 
   bool care_allowed(const Request& r) const {
@@ -374,6 +375,7 @@ class Handlers {
                                "consent recorded as " + std::to_string(*id) + " for Patient/" + subject);
   }
 
+ private:
   const formats::Plausibility& rules() const {
     return options_.plausibility ? *options_.plausibility : formats::Plausibility::defaults();
   }

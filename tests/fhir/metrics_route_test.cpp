@@ -16,17 +16,17 @@ TEST_CASE("GET /metrics serves the metrics callback as Prometheus text, and is a
     return std::string("telehub_up 1\n");
   };
   fhir::Router router(**store, with);
-  auto r = router.handle({"GET", "/metrics", {}, ""});
+  auto r = router.handle({"GET", "/metrics", {}, "", "", false});
   CHECK(r.status == 200);
   CHECK(r.content_type.rfind("text/plain; version=0.0.4", 0) == 0);
   CHECK(r.body == "telehub_up 1\n");
   CHECK(calls == 1);
-  auto post = router.handle({"POST", "/metrics", {}, ""});
+  auto post = router.handle({"POST", "/metrics", {}, "", "", false});
   CHECK(post.status == 405);
   CHECK(post.body.find("OperationOutcome") != std::string::npos);
 
   fhir::Router without(**store, fhir::RouterOptions{});
-  auto none = without.handle({"GET", "/metrics", {}, ""});
+  auto none = without.handle({"GET", "/metrics", {}, "", "", false});
   CHECK(none.status == 404);
   CHECK(none.body.find("OperationOutcome") != std::string::npos);
 }

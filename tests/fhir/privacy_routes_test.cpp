@@ -52,7 +52,7 @@ struct Fixture {
 
   fhir::Response call(const std::string& method, const std::string& target, const std::string& body = "",
                       bool loopback = true) {
-    fhir::Request r{method, target, {}, body};
+    fhir::Request r{method, target, {}, body, "", false};
     r.remote_address = loopback ? "127.0.0.1:50000" : "192.0.2.7:50000";
     r.remote_loopback = loopback;
     auto response = router->handle(r);

@@ -104,7 +104,7 @@ struct Fixture {
 
   fhir::Response call(const std::string& method, const std::string& target) {
     fhir::Router router(*store, options_);
-    fhir::Response r = router.handle({method, target, {}, ""});
+    fhir::Response r = router.handle({method, target, {}, "", "", false});
     bodies.push_back(r.body);
     return r;
   }
@@ -593,7 +593,7 @@ TEST_CASE("a storage failure is a 500 without details", "[fhir]") {
   for (const std::string& target : std::vector<std::string>{"/fhir/Observation?patient=" + f.p1, "/fhir/Observation/1",
                                                            "/fhir/Patient/" + f.p1, "/fhir/Device/dev-bp-1"}) {
     INFO(target);
-    auto r = router.handle({"GET", target, {}, ""});
+    auto r = router.handle({"GET", target, {}, "", "", false});
     CHECK(r.status == 500);
     rapidjson::Document d;
     d.Parse(r.body.c_str());
@@ -603,6 +603,6 @@ TEST_CASE("a storage failure is a 500 without details", "[fhir]") {
     f.bodies.push_back(r.body);
   }
   // The metadata needs no store.
-  CHECK(router.handle({"GET", "/fhir/metadata", {}, ""}).status == 200);
+  CHECK(router.handle({"GET", "/fhir/metadata", {}, "", "", false}).status == 200);
   f.validate_all();
 }
