@@ -30,7 +30,9 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 echo "starting the hub (log: $LOG) ..."
-"$BIN" serve --data "$DATA" --http-port "$PORT" >"$LOG" 2>&1 &
+# --care-local: this machine acts as the care team's system, so the demo can show a
+# re-identified (and audited) Patient; docs/privacy.md.
+"$BIN" serve --data "$DATA" --http-port "$PORT" --care-local >"$LOG" 2>&1 &
 hub_pid=$!
 for _ in $(seq 1 100); do
   if curl -sf "http://127.0.0.1:$PORT/fhir/metadata" >/dev/null 2>&1; then break; fi
@@ -59,12 +61,16 @@ cat <<MSG
 telehub is running: readings from 3 simulated patients are arriving.
 
   FHIR API         http://127.0.0.1:$PORT/fhir/metadata
-  one patient      curl -s 'http://127.0.0.1:$PORT/fhir/Patient/$patient'
+  one patient      curl -s 'http://127.0.0.1:$PORT/fhir/Patient/$patient'   (care context: name and BSN; audited)
+  who looked       $BIN audit show --patient $patient --data $DATA
+  audit chain      $BIN audit verify --data $DATA
   heart rate       curl -s 'http://127.0.0.1:$PORT/fhir/Observation?patient=$patient&code=http://loinc.org|8867-4&_count=5'
   blood pressure   curl -s 'http://127.0.0.1:$PORT/fhir/Observation?patient=$patient&code=85354-9&date=ge$(date -u +%Y-%m-%d)'
   quarantine       $BIN quarantine list --data $DATA
 
-Patient ids are pseudonyms: the simulator's subject ids (sim-patient-1..3) are never stored.
+Patient ids are pseudonyms. The simulated patients' synthetic identities (BSN, name, address)
+are only in the identity vault ($DATA/identity.db, every field encrypted); the measurement store
+holds pseudonyms only.
 Press Ctrl-C to stop (the hub flushes its writer and stops its broker).
 MSG
 
