@@ -11,6 +11,7 @@
 #include "commands.h"
 #include "hub_files.h"
 #include "payload_config.h"
+#include "privacy_stores.h"
 #include "telehub/core/time.h"
 #include "telehub/envelope/envelope.h"
 #include "telehub/ingest/pipeline.h"
@@ -129,6 +130,9 @@ int cmd_quarantine(int argc, char** argv) {
   if (!kek) return fail_with(kek.error());
   auto options = pipeline_options(config_dir(args.get("config")), *dir, *kek);
   if (!options) return fail_with(options.error());
+  auto privacy_stores = open_privacy(*dir, *kek);
+  if (!privacy_stores) return fail_with(privacy_stores.error());
+  options->vault = privacy_stores->vault;
   ingest::Pipeline pipeline(**store, core::system_clock(), *kek, *options);
   std::size_t settled = 0;
   // Oldest first, so a device's messages are offered in the order they arrived.

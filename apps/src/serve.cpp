@@ -130,6 +130,7 @@ int cmd_serve(int argc, char** argv) {
   // at start, so a wrong KEK or an unreadable file stops serve here, not at the first access.
   auto privacy_stores = open_privacy(*dir, *kek);
   if (!privacy_stores) return fail_with(privacy_stores.error());
+  pipeline_opts->vault = privacy_stores->vault;
 
   // Acknowledge after the commit (synchronous=NORMAL: survives a crash of the hub), receipts
   // after the WAL is synced (survives power loss): docs/ingest.md.

@@ -69,7 +69,7 @@ privacy::Person synthetic_person(long long i) {
   p.given_name = kGiven[i % 8];
   p.family_name = kFamily[(i / 8) % 8];
   p.birth_date = std::to_string(1940 + i % 45) + "-0" + std::to_string(1 + i % 9) + "-1" + std::to_string(i % 10);
-  p.sex = i % 2 ? "female" : "male";
+  p.sex = i % 2 ? "male" : "female";  // the given names alternate female, male
   p.address_line = "Simulatiestraat " + std::to_string(i);
   p.postcode = std::to_string(3500 + i % 400) + " SM";
   p.city = "Utrecht";

@@ -173,6 +173,11 @@ struct DeviceSpec {
   std::optional<StringSource> manufacturer, model, serial;
 };
 
+// "subject": where the payload names the patient, for matching against the identity vault.
+struct SubjectSpec {
+  std::optional<StringSource> bsn, record_system, record_value;
+};
+
 // ---------------------------------------------------------------------------------------------
 // Template parsing: each function returns an error message "<path>: <problem>" or fills `out`.
 
@@ -487,6 +492,7 @@ bool valid_template_name(std::string_view name) {
 struct MappingTemplate::Impl {
   std::string name;
   DeviceSpec device;
+  SubjectSpec subject;
   std::vector<SetSpec> sets;
 
   // Payload-side errors: "template <name>: <path>: <problem>".
@@ -665,7 +671,7 @@ Result<MappingTemplate> MappingTemplate::parse(std::string_view json, std::strin
   rapidjson::Document doc;
   if (auto ok = envelope::parse_json(json, doc); !ok) return p.error("", "not valid JSON (" + ok.error().message + ")");
   if (!doc.IsObject()) return p.error("", "must be a JSON object");
-  if (auto ok = p.members(doc, "(template)", {"template", "description", "device", "sets"}); !ok)
+  if (auto ok = p.members(doc, "(template)", {"template", "description", "device", "subject", "sets"}); !ok)
     return tl::unexpected(ok.error());
 
   auto impl = std::make_unique<Impl>();
@@ -689,6 +695,22 @@ Result<MappingTemplate> MappingTemplate::parse(std::string_view json, std::strin
         *slot = std::move(*s);
       }
     }
+  }
+
+  if (const Value* d = TemplateParser::member(doc, "subject")) {
+    if (!d->IsObject()) return p.error("subject", "must be an object");
+    if (auto ok = p.members(*d, "subject", {"bsn", "record_system", "record_value"}); !ok) return tl::unexpected(ok.error());
+    for (auto [field, slot] : {std::pair{"bsn", &impl->subject.bsn}, std::pair{"record_system", &impl->subject.record_system},
+                               std::pair{"record_value", &impl->subject.record_value}}) {
+      if (const Value* v = TemplateParser::member(*d, field)) {
+        auto s = p.string_source(*v, std::string("subject.") + field);
+        if (!s) return tl::unexpected(s.error());
+        *slot = std::move(*s);
+      }
+    }
+    if (impl->subject.record_system.has_value() != impl->subject.record_value.has_value())
+      return p.error("subject", "record_system and record_value go together");
+    if (!impl->subject.bsn && !impl->subject.record_value) return p.error("subject", "needs bsn or record_system/record_value");
   }
 
   const Value* sets = TemplateParser::member(doc, "sets");
@@ -734,6 +756,13 @@ Result<Decoded> MappingTemplate::apply(std::span<const std::uint8_t> payload, co
   auto serial = impl_->device_string(impl_->device.serial, doc, "device.serial");
   if (!serial) return tl::unexpected(serial.error());
   out.device = DeviceInfo{std::move(*manufacturer), std::move(*model), std::move(*serial)};
+  auto bsn = impl_->device_string(impl_->subject.bsn, doc, "subject.bsn");
+  if (!bsn) return tl::unexpected(bsn.error());
+  auto record_system = impl_->device_string(impl_->subject.record_system, doc, "subject.record_system");
+  if (!record_system) return tl::unexpected(record_system.error());
+  auto record_value = impl_->device_string(impl_->subject.record_value, doc, "subject.record_value");
+  if (!record_value) return tl::unexpected(record_value.error());
+  out.subject = SubjectIdentifiers{std::move(*bsn), std::move(*record_system), std::move(*record_value)};
   return out;
 }
 

@@ -46,6 +46,9 @@ std::string prometheus_text(const PipelineCounters& c, const LinkState& link) {
   // Codes come from the code table (LOINC codes and telehub's lower-case codes): safe as label values.
   for (const auto& [code, n] : c.flagged_by_code)
     sample(out, "telehub_ingest_readings_flagged_total{code=\"" + code + "\"}", n);
+  metric(out, "telehub_ingest_subjects_unmatched_total", "counter",
+         "Stored messages whose payload named a patient the identity vault does not know.");
+  sample(out, "telehub_ingest_subjects_unmatched_total", c.subjects_unmatched);
   metric(out, "telehub_ingest_stalled", "gauge",
          "1 while a message cannot be committed and acknowledgements are held back.");
   sample(out, "telehub_ingest_stalled", link.stalled ? 1 : 0);

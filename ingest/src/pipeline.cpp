@@ -108,7 +108,7 @@ Result<formats::Decoded> Pipeline::decode(std::string_view format, std::span<con
   if (format.empty() || format == formats::kNativeFormat) {
     auto readings = envelope::decode_payload(plaintext);
     if (!readings) return tl::unexpected(readings.error());
-    return formats::Decoded{std::move(*readings), {}};
+    return formats::Decoded{std::move(*readings), {}, {}};
   }
   if (format == formats::kSenmlFormat) return formats::decode_senml(plaintext, received);
   if (format.starts_with(formats::kTemplatePrefix)) {
@@ -121,6 +121,37 @@ Result<formats::Decoded> Pipeline::decode(std::string_view format, std::span<con
     return t->apply(plaintext, received);
   }
   return core::fail(core::Code::kFailedPrecondition, "unknown_format", "the device's payload format is not known");
+}
+
+Result<std::string> Pipeline::match_subject(const storage::DeviceRecord& d, formats::SubjectIdentifiers& ids) const {
+  struct Wipe {
+    formats::SubjectIdentifiers& ids;
+    ~Wipe() {
+      for (std::string* s : {&ids.bsn, &ids.record_system, &ids.record_value}) {
+        OPENSSL_cleanse(s->data(), s->size());
+        s->clear();
+      }
+    }
+  } wipe{ids};
+  if (ids.empty() || !options_.vault || !options_.pseudonymiser) return std::string();
+  std::optional<std::string> subject_id;
+  if (!ids.bsn.empty()) {
+    if (!privacy::valid_bsn(ids.bsn)) return std::string("bad_subject");
+    auto found = options_.vault->find_by_bsn(ids.bsn);
+    if (!found) return tl::unexpected(found.error());
+    subject_id = *found;
+  }
+  if (!subject_id && !ids.record_value.empty() && !ids.record_system.empty()) {
+    auto found = options_.vault->find_by_record_number({ids.record_system, ids.record_value});
+    if (!found) {
+      if (found.error().code == core::Code::kInvalidArgument) return std::string("unmatched");
+      return tl::unexpected(found.error());
+    }
+    subject_id = *found;
+  }
+  if (!subject_id) return std::string("unmatched");
+  if (options_.pseudonymiser->subject(*subject_id).str() != d.subject) return std::string("subject_mismatch");
+  return std::string();
 }
 
 // Device metadata reported in a payload, stored when it differs from what the registry has.
@@ -227,6 +258,15 @@ Disposition Pipeline::process(const InboundMessage& m) {
   if (!decoded) return authentic(quarantine(m, topic_device, decoded.error().reason, decoded.error().message));
   if (auto s = formats::normalise(decoded->readings); !s)
     return authentic(quarantine(m, topic_device, s.error().reason, s.error().message));
+  auto matched = match_subject(d, decoded->subject);
+  if (!matched) return retry(matched.error());
+  if (!matched->empty() && *matched != "unmatched") {
+    const std::string detail = *matched == "subject_mismatch"
+                                   ? "the payload names another person than the one the device is enrolled for"
+                                   : "the payload's BSN is not a valid BSN (11-test)";
+    return authentic(quarantine(m, topic_device, *matched, detail));
+  }
+  const bool unmatched = *matched == "unmatched";
   auto* readings = &decoded->readings;
   const formats::Plausibility& rules = options_.plausibility ? *options_.plausibility : formats::Plausibility::defaults();
   std::vector<std::string> flagged;
@@ -263,6 +303,7 @@ Disposition Pipeline::process(const InboundMessage& m) {
     case storage::AppendOutcome::kStored:
       ++stored_messages_;
       stored_readings_ += n;
+      if (unmatched) ++unmatched_;
       if (!flagged.empty()) {
         std::lock_guard lock(reasons_mutex_);
         for (const auto& code : flagged) ++flagged_[code];
@@ -295,6 +336,7 @@ PipelineCounters Pipeline::counters() const {
   std::lock_guard lock(reasons_mutex_);
   c.quarantined_by_reason = by_reason_;
   c.flagged_by_code = flagged_;
+  c.subjects_unmatched = unmatched_;
   return c;
 }
 

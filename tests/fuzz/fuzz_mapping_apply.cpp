@@ -36,6 +36,11 @@ const std::pair<const char*, const char*> kTemplates[] = {
     "model": {"pointer": "/meta/model"},
     "serial": {"pointer": "/meta/sn"}
   },
+  "subject": {
+    "bsn": {"pointer": "/patient/bsn"},
+    "record_system": {"const": "https://acme.example.com/fhir/NamingSystem/patient-mrn"},
+    "record_value": {"pointer": "/patient/mrn"}
+  },
   "sets": [
     {
       "match": [{"pointer": "/kind", "equals": "bp"}],

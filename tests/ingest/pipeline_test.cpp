@@ -1,6 +1,8 @@
 // ingest::Pipeline driven directly (no MQTT) over a real SQLite store and real envelopes.
 #include <catch2/catch.hpp>
 
+#include <fstream>
+#include <iterator>
 #include <map>
 
 #include "fault_vfs.h"
@@ -441,4 +443,71 @@ TEST_CASE("a device key that does not unwrap (wrong KEK) is retried, not blamed 
   CHECK(f.stored() == 0);
   // With the right KEK the same message is stored.
   CHECK(f.send(f.sealed(1, {hr(70)})).kind == Kind::kStored);
+}
+
+TEST_CASE("a vendor payload naming another registered person than the device's is quarantined, its identifiers never stored",
+          "[ingest][formats][privacy]") {
+  testing::TempDir dir;
+  ManualClock clock;
+  auto kek = *privacy::Kek::from_hex(std::string(64, 'e'));
+  auto store = storage::open_sqlite_store({dir.path() / "telehub.db"}, core::system_clock());
+  REQUIRE(store);
+  auto vault = privacy::IdentityVault::open(dir.path() / "identity.db", dir.path() / "vault.key", kek);
+  REQUIRE(vault);
+  std::shared_ptr<privacy::IdentityVault> shared_vault = std::move(*vault);
+  auto mappings = formats::MappingSet::load_dir(testing::source_dir() / "config" / "mappings");
+  REQUIRE(mappings);
+  std::shared_ptr<privacy::Pseudonymiser> pseudonymiser = std::move(*privacy::Pseudonymiser::from_key(core::Bytes(32, 5)));
+
+  // Two registered people; the cuff is enrolled for the first.
+  privacy::Person anna;
+  anna.bsn = "111222333";
+  anna.family_name = "Jansen";
+  privacy::Person bram;
+  bram.bsn = "123456782";
+  bram.family_name = "Visser";
+  auto a = shared_vault->register_person(anna);
+  auto b = shared_vault->register_person(bram);
+  REQUIRE(a);
+  REQUIRE(b);
+  storage::DeviceRecord device;
+  device.id = "dev-cuff";
+  device.subject = pseudonymiser->subject(a->subject_id).str();
+  device.wrapped_key = *kek.wrap(core::Bytes(32, 0x42), privacy::device_key_ad(device.id, 1));
+  device.payload_format = "template:acme-bp-cuff";
+  REQUIRE((*store)->registry().add_device(device));
+
+  ingest::PipelineOptions options;
+  options.mappings = std::make_shared<formats::MappingSet>(std::move(*mappings));
+  options.pseudonymiser = pseudonymiser;
+  options.vault = shared_vault;
+  options.max_reading_age = core::Millis(0);
+  ingest::Pipeline pipeline(**store, clock, kek, options);
+  auto payload = [](const std::string& bsn) {
+    return R"({"kind":"bp","patient":{"name":"Someone","bsn":")" + bsn +
+           R"(","mrn":"X-1"},"meta":{"model":"BP-200","sn":"ACM1"},)"
+           R"("measurement":{"takenAt":"2026-11-28T08:15:00+01:00","sys":128,"dia":82,"unit":"mmHg","pulse":71}})";
+  };
+  auto send = [&](std::uint64_t seq, const std::string& json) {
+    return pipeline.process({"telehub/v1/devices/dev-cuff/readings",
+                             Fixture::sealed_with(core::Bytes(32, 0x42), seq, json, 1, "dev-cuff"), clock.now()});
+  };
+  CHECK(send(1, payload("111222333")).kind == Kind::kStored);  // the device's own patient
+  auto other = send(2, payload("123456782"));                  // another registered person
+  CHECK(other.kind == Kind::kQuarantined);
+  CHECK(other.reason == "subject_mismatch");
+  auto bad = send(3, payload("123456789"));                    // fails the 11-test
+  CHECK(bad.reason == "bad_subject");
+  CHECK(send(4, payload("999999990")).kind == Kind::kStored);  // nobody registered: stored, counted
+  CHECK(pipeline.counters().subjects_unmatched == 1);
+  (*store)->close();
+  std::string bytes;
+  for (const char* suffix : {"", "-wal"}) {
+    std::ifstream in(dir.path() / (std::string("telehub.db") + suffix), std::ios::binary);
+    bytes += std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  for (const char* id : {"111222333", "123456782", "999999990", "Someone", "X-1"}) {
+    INFO(id);
+    CHECK(bytes.find(id) == std::string::npos);
+  }
 }

@@ -29,9 +29,21 @@ struct DeviceInfo {
   bool operator==(const DeviceInfo&) const = default;
 };
 
+// Identifiers of the patient a payload names (a mapping template's "subject"), only so the
+// pipeline can check them against the identity vault: the device's subject must be the person
+// they name (docs/payloads.md, "No identifiers stored"). Never stored, never logged.
+struct SubjectIdentifiers {
+  std::string bsn;
+  std::string record_system;
+  std::string record_value;
+
+  bool empty() const { return bsn.empty() && record_value.empty(); }
+};
+
 struct Decoded {
   std::vector<core::Reading> readings;
   DeviceInfo device;
+  SubjectIdentifiers subject;
 };
 
 // Most readings one message may carry, whatever its format (payload v1's limit).

@@ -9,6 +9,10 @@
 //     "device": {                            // optional: device metadata, each a value source
 //       "manufacturer": {"const": "Acme"}, "model": {"pointer": "/meta/model"},
 //       "serial": {"pointer": "/meta/sn"}},
+//     "subject": {                           // optional: where the payload names the patient, to be
+//       "bsn": {"pointer": "/patient/bsn"},  //   checked against the identity vault (never stored):
+//       "record_system": {"const": "..."},   //   bsn and/or record_system + record_value
+//       "record_value": {"pointer": "/patient/mrn"}},
 //     "sets": [                              // REQUIRED, 1..16 sets, each tried on the payload
 //       {
 //         "match": [{"pointer": "/type", "equals": "bp"}],   // optional: all must hold, else the set is skipped

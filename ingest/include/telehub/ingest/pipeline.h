@@ -25,7 +25,9 @@
 // device_mismatch, unknown_device, device_revoked, device_inactive, unknown_key, expired_key,
 // bad_seal, bad_payload, unknown_format (the device's mapping template is not loaded),
 // no_match (no set of its template matches), unknown_code, bad_unit, bad_reading,
-// implausible_value (a value outside its code's impossible range), replay (same sequence with other
+// implausible_value (a value outside its code's impossible range), subject_mismatch (the
+// payload names another registered person than the device's), bad_subject (it names a
+// malformed BSN), replay (same sequence with other
 // content, a sequence far below the device's highest, or a reading time far in the past: see
 // PipelineOptions).
 //
@@ -46,6 +48,7 @@
 #include "telehub/core/time.h"
 #include "telehub/formats/mapping.h"
 #include "telehub/formats/plausibility.h"
+#include "telehub/privacy/identity_vault.h"
 #include "telehub/privacy/keystore.h"
 #include "telehub/privacy/pseudonym.h"
 #include "telehub/storage/store.h"
@@ -104,6 +107,12 @@ struct PipelineOptions {
   // Pseudonymises device serial numbers reported in payloads before they are stored. Default
   // (nullptr): serials are not stored at all (manufacturer and model still are).
   std::shared_ptr<const privacy::Pseudonymiser> pseudonymiser;
+  // The identity vault, to match the patient a vendor payload names (a template's "subject":
+  // BSN, record number) against the device's subject: a payload naming a registered person
+  // other than the device's is quarantined as subject_mismatch; one naming nobody registered is
+  // stored and counted (subjects_unmatched). The identifiers are never stored. Needs
+  // `pseudonymiser` too. Default (nullptr): no matching.
+  std::shared_ptr<privacy::IdentityVault> vault;
 };
 
 struct PipelineCounters {
@@ -113,6 +122,8 @@ struct PipelineCounters {
   std::uint64_t duplicates = 0;
   std::uint64_t quarantined = 0;
   std::uint64_t retries = 0;
+  // Stored messages whose payload named a patient the identity vault does not know.
+  std::uint64_t subjects_unmatched = 0;
   // Stored readings with a value (or a component) outside its code's expected range, by code.
   std::map<std::string, std::uint64_t> flagged_by_code;
   std::map<std::string, std::uint64_t> quarantined_by_reason;
@@ -142,6 +153,9 @@ class Pipeline {
   [[nodiscard]] Result<formats::Decoded> decode(std::string_view format, std::span<const std::uint8_t> plaintext,
                                                 core::TimePoint received) const;
   void record_device_info(const storage::DeviceRecord& d, const formats::DeviceInfo& info);
+  // The vault's verdict on the patient a payload names: "" (same person, or no matching
+  // configured), "unmatched" (nobody registered), or a quarantine reason.
+  [[nodiscard]] Result<std::string> match_subject(const storage::DeviceRecord& d, formats::SubjectIdentifiers& ids) const;
 
   storage::Store& store_;
   const core::Clock& clock_;
@@ -149,7 +163,7 @@ class Pipeline {
   const privacy::Kek& kek_;
 
   std::atomic<std::uint64_t> received_{0}, stored_messages_{0}, stored_readings_{0}, duplicates_{0}, quarantined_{0},
-      retries_{0};
+      retries_{0}, unmatched_{0};
   mutable std::mutex reasons_mutex_;
   std::map<std::string, std::uint64_t> by_reason_;
   std::map<std::string, std::uint64_t> flagged_;
