@@ -14,6 +14,7 @@
 
 #include "telehub/privacy/identity_vault.h"
 #include "telehub/privacy/keystore.h"
+#include "telehub/storage/store.h"
 #include "test_support.h"
 
 using namespace telehub;
@@ -237,4 +238,40 @@ TEST_CASE("no audit, no access: with the audit log unwritable, re-identification
   auto ok = run("subject show --patient " + patient + d);
   CHECK(ok.exit_code == 0);
   CHECK(ok.output.find("Visser") != std::string::npos);
+}
+
+TEST_CASE("retention apply deletes quarantine entries older than the configured days, and refuses a bad config",
+          "[e2e][privacy][cli]") {
+  testing::TempDir dir;
+  const auto data = dir.path() / "data";
+  std::filesystem::create_directories(data);
+  {
+    auto store = storage::open_sqlite_store({data / "telehub.db"}, core::system_clock());
+    REQUIRE(store);
+    for (int days : {400, 100, 10, 1}) {
+      storage::QuarantineEntry e;
+      e.received_at = core::system_clock().now() - std::chrono::hours(24 * days);
+      e.topic = "t";
+      e.reason = "bad_seal";
+      e.detail = "d";
+      e.payload = core::Bytes{1, 2, 3};
+      REQUIRE((*store)->quarantine().put(e));
+    }
+  }
+  testing::TempDir config;
+  std::ofstream(config.path() / "retention.json") << R"({"quarantine_days": 30})";
+  auto r = run("retention apply --config " + config.path().string() + " --data " + data.string());
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK(r.output.find("2 entries") != std::string::npos);
+  auto store = storage::open_sqlite_store({data / "telehub.db"}, core::system_clock());
+  REQUIRE(store);
+  CHECK(*(*store)->quarantine().count() == 2);
+
+  std::ofstream(config.path() / "retention.json", std::ios::trunc) << R"({"quarantine_days": 30, "readings_days": 5})";
+  auto bad = run("retention apply --config " + config.path().string() + " --data " + data.string());
+  CHECK(bad.exit_code != 0);
+  CHECK(bad.output.find("readings_days") != std::string::npos);
+  // The shipped configuration parses.
+  CHECK(run("retention apply --data " + data.string()).exit_code == 0);
 }
