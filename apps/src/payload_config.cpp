@@ -73,24 +73,30 @@ Result<ingest::PipelineOptions> pipeline_options(const std::filesystem::path& di
   return options;
 }
 
-Result<long long> retention_quarantine_days(std::string_view json) {
+Result<Retention> parse_retention(std::string_view json) {
   rapidjson::Document doc;
   if (auto s = envelope::parse_json(json, doc); !s)
     return core::fail(core::Code::kInvalidArgument, "bad_config", "not valid JSON");
   if (!doc.IsObject()) return core::fail(core::Code::kInvalidArgument, "bad_config", "must be a JSON object");
-  long long days = -1;
+  Retention r;
+  r.quarantine_days = -1;
+  auto days = [](const rapidjson::Value& v) { return v.IsInt64() && v.GetInt64() >= 1 && v.GetInt64() <= 36500; };
   for (auto it = doc.MemberBegin(); it != doc.MemberEnd(); ++it) {
     const std::string name = it->name.GetString();
     if (name == "description" && it->value.IsString()) continue;
-    if (name == "quarantine_days" && it->value.IsInt64() && it->value.GetInt64() >= 1 && it->value.GetInt64() <= 36500) {
-      days = it->value.GetInt64();
+    if (name == "quarantine_days" && days(it->value)) {
+      r.quarantine_days = it->value.GetInt64();
+      continue;
+    }
+    if (name == "readings_days" && days(it->value)) {
+      r.readings_days = it->value.GetInt64();
       continue;
     }
     return core::fail(core::Code::kInvalidArgument, "bad_config",
-                      name + ": unknown member, or a value of the wrong type or range (quarantine_days: 1..36500)");
+                      name + ": unknown member, or a value of the wrong type or range (days: 1..36500)");
   }
-  if (days < 0) return core::fail(core::Code::kInvalidArgument, "bad_config", "quarantine_days is missing");
-  return days;
+  if (r.quarantine_days < 0) return core::fail(core::Code::kInvalidArgument, "bad_config", "quarantine_days is missing");
+  return r;
 }
 
 }  // namespace telehub::apps

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <filesystem>
+#include <optional>
 #include <string>
 
 #include "hub_files.h"
@@ -42,8 +43,13 @@ std::filesystem::path config_dir(const std::string& option);
 [[nodiscard]] Result<ingest::PipelineOptions> pipeline_options(const std::filesystem::path& config_dir,
                                                                const DataDir& dir, const privacy::Kek& kek);
 
-// quarantine_days from the text of <config>/retention.json ({"quarantine_days": N, "description":
-// "..."}; other members refused). Fails with invalid_argument/bad_config.
-[[nodiscard]] Result<long long> retention_quarantine_days(std::string_view json);
+// The retention periods of <config>/retention.json: {"quarantine_days": N (required, 1..36500),
+// "readings_days": N (optional, 1..36500; absent: readings are kept), "description": "..."};
+// other members refused. Fails with invalid_argument/bad_config.
+struct Retention {
+  long long quarantine_days = 0;
+  std::optional<long long> readings_days;
+};
+[[nodiscard]] Result<Retention> parse_retention(std::string_view json);
 
 }  // namespace telehub::apps

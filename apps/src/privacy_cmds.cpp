@@ -413,7 +413,9 @@ constexpr const char* kRetentionHelp = R"(usage: telehub retention apply [--conf
 Deletes what is older than its retention period in <config>/retention.json (default config dir:
 $TELEHUB_CONFIG_DIR, else the source tree's config/):
   quarantine_days  quarantined messages received more than this many days ago (1..36500)
-Readings and the audit log are kept (docs/privacy.md, "Retention"). Run it daily (cron).
+  readings_days    readings taken more than this many days ago (optional; absent: kept), per
+                   compacted chunk (a chunk spans at most a day)
+The audit log is kept (docs/privacy.md, "Retention"). Run it daily (cron).
 )";
 
 }  // namespace
@@ -436,20 +438,31 @@ int cmd_retention(int argc, char** argv) {
   }
   std::stringstream text;
   text << in.rdbuf();
-  auto days = retention_quarantine_days(text.str());
-  if (!days) {
-    std::cerr << "telehub: " << file.string() << ": " << days.error().message << "\n";
+  auto retention = parse_retention(text.str());
+  if (!retention) {
+    std::cerr << "telehub: " << file.string() << ": " << retention.error().message << "\n";
     return 1;
   }
+  const long long days = retention->quarantine_days;
   auto dir = open_data_dir(args.get("data", "data"));
   if (!dir) return fail_with(dir.error());
   auto store = storage::open_sqlite_store({dir->db()}, core::system_clock());
   if (!store) return fail_with(store.error());
-  const auto cutoff = core::system_clock().now() - std::chrono::hours(24) * *days;
+  const auto now = core::system_clock().now();
+  const auto cutoff = now - std::chrono::hours(24) * days;
   auto purged = (*store)->quarantine().purge_before(cutoff);
   if (!purged) return fail_with(purged.error());
   std::cout << "quarantine:   " << *purged << " entr" << (*purged == 1 ? "y" : "ies") << " received before "
-            << core::format_rfc3339(cutoff) << " deleted (" << *days << " days)\n";
+            << core::format_rfc3339(cutoff) << " deleted (" << days << " days)\n";
+  if (retention->readings_days) {
+    const auto readings_cutoff = now - std::chrono::hours(24) * *retention->readings_days;
+    auto deleted = (*store)->purge_readings_before(readings_cutoff);
+    if (!deleted) return fail_with(deleted.error());
+    std::cout << "readings:     " << *deleted << " taken before " << core::format_rfc3339(readings_cutoff)
+              << " deleted (" << *retention->readings_days << " days)\n";
+  } else {
+    std::cout << "readings:     kept (no readings_days)\n";
+  }
   return 0;
 }
 

@@ -340,6 +340,31 @@ class SqliteStore final : public Store {
     }
   }
 
+  Result<std::int64_t> purge_readings_before(core::TimePoint before) override {
+    // Everything into chunks first, so one rule (a chunk's last reading) decides.
+    if (auto c = compact(); !c) return tl::unexpected(c.error());
+    const auto cutoff = core::to_unix_millis(before);
+    return write([cutoff](sqlite::Database& db) -> Result<std::int64_t> {
+      auto sum = db.prepare("SELECT coalesce(sum(n), 0) FROM chunks WHERE t1 < ?1");
+      if (!sum) return tl::unexpected(sum.error());
+      sum->bind(1, cutoff);
+      auto row = sum->step();
+      if (!row) return tl::unexpected(row.error());
+      const std::int64_t n = *row ? sum->column_int64(0) : 0;
+      sum->reset();
+      if (n == 0) return std::int64_t{0};
+      auto del = db.prepare("DELETE FROM chunks WHERE t1 < ?1");
+      if (!del) return tl::unexpected(del.error());
+      del->bind(1, cutoff);
+      if (auto s = del->run(); !s) return tl::unexpected(s.error());
+      auto stats = db.prepare("UPDATE stats SET value=value-?1 WHERE key='compacted'");
+      if (!stats) return tl::unexpected(stats.error());
+      stats->bind(1, n);
+      if (auto s = stats->run(); !s) return tl::unexpected(s.error());
+      return n;
+    });
+  }
+
   ObservationStore& observations() override { return observations_; }
   Registry& registry() override { return registry_; }
   Quarantine& quarantine() override { return quarantine_; }

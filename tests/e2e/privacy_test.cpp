@@ -264,14 +264,15 @@ TEST_CASE("retention apply deletes quarantine entries older than the configured 
   INFO(r.output);
   CHECK(r.exit_code == 0);
   CHECK(r.output.find("2 entries") != std::string::npos);
+  CHECK(r.output.find("readings:     kept") != std::string::npos);
   auto store = storage::open_sqlite_store({data / "telehub.db"}, core::system_clock());
   REQUIRE(store);
   CHECK(*(*store)->quarantine().count() == 2);
 
-  std::ofstream(config.path() / "retention.json", std::ios::trunc) << R"({"quarantine_days": 30, "readings_days": 5})";
+  std::ofstream(config.path() / "retention.json", std::ios::trunc) << R"({"quarantine_days": 30, "audit_days": 5})";
   auto bad = run("retention apply --config " + config.path().string() + " --data " + data.string());
   CHECK(bad.exit_code != 0);
-  CHECK(bad.output.find("readings_days") != std::string::npos);
+  CHECK(bad.output.find("audit_days") != std::string::npos);
   // The shipped configuration parses.
   CHECK(run("retention apply --data " + data.string()).exit_code == 0);
 }

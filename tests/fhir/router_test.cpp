@@ -576,6 +576,7 @@ class FailingStore final : public storage::Store {
   storage::Quarantine& quarantine() override { return real_.quarantine(); }
   Status sync() override { return real_.sync(); }
   Result<std::int64_t> compact() override { return real_.compact(); }
+  Result<std::int64_t> purge_readings_before(core::TimePoint t) override { return real_.purge_readings_before(t); }
   void close() override { real_.close(); }
 
  private:

@@ -619,3 +619,44 @@ TEST_CASE("devices keep their payload format and reported metadata, and a schema
   CHECK((*found)->manufacturer.empty());
   REQUIRE((*store)->registry().update_device_info({"dev-fmt", "Acme", "", ""}));
 }
+
+TEST_CASE("retention deletes readings whose chunk ended before the cut-off, and nothing else", "[storage][retention]") {
+  Fixture f;
+  const auto s = f.subject("p-retention");
+  const std::int64_t day = 86'400'000;
+  const std::int64_t t0 = 1'790'000'000'000;
+  // Ten days of one reading an hour, one message per reading.
+  std::uint64_t seq = 0;
+  for (std::int64_t h = 0; h < 240; ++h)
+    REQUIRE(f.store->observations().append(batch(s, "dev-r", ++seq, {reading("8867-4", 60 + h % 30, "/min", t0 + h * 3'600'000)})) ==
+            storage::AppendOutcome::kStored);
+  REQUIRE(*f.store->observations().count() == 240);
+  // Cut-off after day 4: chunks span at most a day, so at least days 0..3 go, day 5 onwards stays.
+  const auto cutoff = core::from_unix_millis(t0 + 4 * day + day / 2);
+  auto deleted = f.store->purge_readings_before(cutoff);
+  REQUIRE(deleted);
+  CHECK(*deleted >= 4 * 24);
+  CHECK(*deleted <= 5 * 24);
+  CHECK(*f.store->observations().count() == 240 - *deleted);
+  storage::ObservationQuery q;
+  q.subject = s.str();
+  q.limit = 1000;
+  auto page = f.store->observations().search(q);
+  REQUIRE(page);
+  CHECK(static_cast<std::int64_t>(page->items.size()) == 240 - *deleted);
+  for (const auto& o : page->items) CHECK(core::to_unix_millis(o.reading.time) >= t0 + 4 * day);
+  bool has_day5 = false;
+  for (const auto& o : page->items) has_day5 = has_day5 || core::to_unix_millis(o.reading.time) >= t0 + 5 * day;
+  CHECK(has_day5);
+  // Idempotent, de-duplication intact, new readings still go in.
+  auto again = f.store->purge_readings_before(cutoff);
+  REQUIRE(again);
+  CHECK(*again == 0);
+  CHECK(f.store->observations().append(batch(s, "dev-r", 1, {reading("8867-4", 60, "/min", t0)})) ==
+        storage::AppendOutcome::kDuplicate);
+  CHECK(f.store->observations().append(batch(s, "dev-r", ++seq, {reading("8867-4", 70, "/min", t0 + 11 * day)})) ==
+        storage::AppendOutcome::kStored);
+  CHECK(*f.store->observations().count() == 241 - *deleted);
+  f.reopen();
+  CHECK(*f.store->observations().count() == 241 - *deleted);
+}

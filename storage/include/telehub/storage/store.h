@@ -262,6 +262,11 @@ class Store {
   // moved. Reads return the same before, during and after.
   // Fails like an append (then what was moved stays moved, the rest stays in the log).
   [[nodiscard]] virtual Result<std::int64_t> compact() = 0;
+  // Retention (docs/privacy.md): compacts the log, then deletes every chunk whose last reading
+  // is before `before`, so readings go once the newest reading of their chunk (a chunk spans at
+  // most a day) is older than the cut-off. Message records (de-duplication) stay. Returns the
+  // readings deleted. Fails like compact().
+  [[nodiscard]] virtual Result<std::int64_t> purge_readings_before(core::TimePoint before) = 0;
   // Stops background compaction, then waits until every write already queued has committed. Further appends fail with
   // unavailable/closed. Idempotent; the destructor calls it.
   virtual void close() = 0;
