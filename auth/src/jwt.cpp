@@ -352,8 +352,9 @@ Result<Jws> parse_jws(std::string_view compact) {
   jws.header_json = text_of(decoded[0]);
   auto header = parse_object(jws.header_json, "JWS header");
   if (!header) return tl::unexpected(header.error());
-  const auto alg = header->FindMember("alg");
-  if (alg == header->MemberEnd() || !alg->value.IsString() || alg->value.GetStringLength() == 0)
+  const rapidjson::Value& header_object = *header;
+  const auto alg = header_object.FindMember("alg");
+  if (alg == header_object.MemberEnd() || !alg->value.IsString() || alg->value.GetStringLength() == 0)
     return bad_jws("JWS header has no alg");
   jws.header.alg.assign(alg->value.GetString(), alg->value.GetStringLength());
   if (!optional_string(*header, "kid", jws.header.kid) || !optional_string(*header, "typ", jws.header.typ))
@@ -368,7 +369,8 @@ Result<Jws> parse_jws(std::string_view compact) {
   if (!optional_string(*claims, "iss", c.iss) || !optional_string(*claims, "sub", c.sub) ||
       !optional_string(*claims, "jti", c.jti))
     return bad_jws("JWT iss, sub or jti is not a string");
-  if (const auto aud = claims->FindMember("aud"); aud != claims->MemberEnd()) {
+  const rapidjson::Value& claims_object = *claims;
+  if (const auto aud = claims_object.FindMember("aud"); aud != claims_object.MemberEnd()) {
     if (aud->value.IsString()) {
       c.aud.emplace_back(view(aud->value));
     } else if (aud->value.IsArray()) {
@@ -401,8 +403,9 @@ Result<Jwks> parse_jwks(std::string_view json) {
   rapidjson::Document doc;
   if (!envelope::parse_json(json, doc)) return bad_jwks("key set is not valid JSON");
   if (!doc.IsObject() || has_duplicate_members(doc)) return bad_jwks("key set is not a JSON object");
-  const auto keys = doc.FindMember("keys");
-  if (keys == doc.MemberEnd() || !keys->value.IsArray()) return bad_jwks("key set has no keys array");
+  const rapidjson::Value& set = doc;
+  const auto keys = set.FindMember("keys");
+  if (keys == set.MemberEnd() || !keys->value.IsArray()) return bad_jwks("key set has no keys array");
   const auto& list = keys->value;
   if (list.Empty() || list.Size() > kMaxJwksKeys) return bad_jwks("key set must hold 1 to 32 keys");
   Jwks out;
