@@ -65,7 +65,7 @@ Result<privacy::Person> person_from_patient(std::string_view json) {
       for (rapidjson::SizeType i = 0; i < given->Size(); ++i) {
         if (!(*given)[i].IsString()) return bad("Patient.name[0].given[" + std::to_string(i) + "]", "must be a string");
         if (!p.given_name.empty()) p.given_name += ' ';
-        p.given_name += (*given)[i].GetString();
+        p.given_name.append((*given)[i].GetString(), (*given)[i].GetStringLength());
       }
     }
   }
@@ -80,7 +80,7 @@ Result<privacy::Person> person_from_patient(std::string_view json) {
     if (!a.IsObject()) return bad("Patient.address[0]", "must be an object");
     if (const Value* lines = array_member(a, "line")) {
       if (!(*lines)[0].IsString()) return bad("Patient.address[0].line[0]", "must be a string");
-      p.address_line = (*lines)[0].GetString();
+      p.address_line.assign((*lines)[0].GetString(), (*lines)[0].GetStringLength());
     }
     auto postcode = string_member(a, "postalCode", "Patient.address[0]");
     auto city = string_member(a, "city", "Patient.address[0]");

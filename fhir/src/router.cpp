@@ -87,6 +87,15 @@ std::optional<std::int64_t> parse_observation_id(std::string_view text) {
   return id;
 }
 
+// A query parameter name safe to quote in diagnostics: the decoded name is client bytes (any
+// byte, invalid UTF-8 included, which the JSON writer would copy into the body unchecked).
+bool printable_name(std::string_view name) {
+  return !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+           c == '.' || c == ':';
+  });
+}
+
 std::string search_url(const std::string& base_url, const ObservationSearch& search,
                        const std::optional<storage::Cursor>& cursor) {
   std::string url = base_url + "/Observation?";
@@ -324,7 +333,8 @@ class Handlers {
     std::string patient;
     for (const auto& [k, v] : *params) {
       if (k == "patient" || k == "entity") patient = v;
-      else if (!k.starts_with("_")) return error_response(400, "not-supported", "unknown search parameter " + k);
+      else if (!k.starts_with("_"))
+        return error_response(400, "not-supported", "unknown search parameter " + (printable_name(k) ? k : "(unreadable name)"));
     }
     if (patient.starts_with("Patient/")) patient = patient.substr(8);
     if (!care_allowed(r)) return forbidden(r, "audit.read", 'R', patient);

@@ -5,7 +5,7 @@
 #   tests/fuzz/run.sh [seconds-per-target]     (default 60)
 #
 # Environment: CXX_FUZZ (default clang++-14), FUZZ_TARGETS (default "envelope_open
-# payload_decode store_codec senml_decode mapping_apply"), FUZZ_MAX_LEN (default 4096), FUZZ_BUILD_ONLY=1 to build and stop,
+# payload_decode store_codec senml_decode mapping_apply search_params fhir_patient router"), FUZZ_MAX_LEN (default 4096), FUZZ_BUILD_ONLY=1 to build and stop,
 # FUZZ_KEEP_GOING=1 to go on after a crash (libFuzzer fork mode).
 # Exits non-zero when a harness finds a crash, leak, timeout or invariant violation; the input
 # is copied to tests/fuzz/regressions/ so the normal test run (envelope_tests "[fuzz]")
@@ -16,7 +16,7 @@ seconds="${1:-60}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 out="$root/build-fuzz"
 cxx="${CXX_FUZZ:-clang++-14}"
-targets="${FUZZ_TARGETS:-envelope_open payload_decode store_codec senml_decode mapping_apply}"
+targets="${FUZZ_TARGETS:-envelope_open payload_decode store_codec senml_decode mapping_apply search_params fhir_patient router}"
 max_len="${FUZZ_MAX_LEN:-4096}"
 
 if ! command -v "$cxx" >/dev/null; then
@@ -28,22 +28,37 @@ flags=(-std=c++20 -g -O1 -fno-omit-frame-pointer
        -fsanitize=address,undefined -fno-sanitize-recover=undefined
        -fsanitize-ignorelist="$root/tests/fuzz/ubsan-ignorelist.txt"
        -Wall -Wextra -Wpedantic
-       -I"$root/core/include" -I"$root/envelope/include" -I"$root/formats/include" -I"$root/storage/src" -I/usr/include)
+       -I"$root/core/include" -I"$root/envelope/include" -I"$root/formats/include" -I"$root/privacy/include"
+       -I"$root/sqlite/include" -I"$root/storage/include" -I"$root/fhir/include" -I"$root/storage/src" -I"$root/fhir/src"
+       -I/usr/include)
 
 # 1. Build: the telehub sources with coverage instrumentation, then one binary per harness.
+# Every harness links the same objects: all of core, envelope, formats, privacy, sqlite,
+# storage and fhir except fhir's HTTP server (Boost.Beast; the router harness calls
+# Router::handle() directly), so every harness links -lsqlite3 -lcrypto.
 mkdir -p "$out/obj"
-sources=("$root"/core/src/*.cpp "$root"/envelope/src/*.cpp "$root"/formats/src/*.cpp "$root"/storage/src/series_codec.cpp)
+rm -f "$out"/obj/fhir_http_server.o
+sources=()
+for src in "$root"/{core,envelope,formats,privacy,sqlite,storage,fhir}/src/*.cpp; do
+  [ "$(basename "$src")" = http_server.cpp ] && continue
+  sources+=("$src")
+done
 echo "run.sh: compiling ${#sources[@]} telehub sources with $cxx into $out"
 pids=()
 for src in "${sources[@]}"; do
   obj="$out/obj/$(basename "$(dirname "$(dirname "$src")")")_$(basename "${src%.cpp}").o"
+  # Up to date: newer than its source and than every header of the modules.
+  if [ "$obj" -nt "$src" ] && [ "$obj" -nt "$0" ] &&
+     [ -z "$(find "$root"/{core,envelope,formats,privacy,sqlite,storage,fhir}/{include,src} -name '*.h' -newer "$obj" -print -quit)" ]; then
+    continue
+  fi
   "$cxx" "${flags[@]}" -fsanitize=fuzzer-no-link -c "$src" -o "$obj" &
   pids+=($!)
   if [ "${#pids[@]}" -ge 2 ]; then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi
 done
 for p in "${pids[@]}"; do wait "$p"; done
 for t in $targets; do
-  "$cxx" "${flags[@]}" -fsanitize=fuzzer "$root/tests/fuzz/fuzz_$t.cpp" "$out"/obj/*.o -lcrypto -o "$out/fuzz_$t"
+  "$cxx" "${flags[@]}" -fsanitize=fuzzer "$root/tests/fuzz/fuzz_$t.cpp" "$out"/obj/*.o -lsqlite3 -lcrypto -o "$out/fuzz_$t"
 done
 echo "run.sh: built $(for t in $targets; do printf 'build-fuzz/fuzz_%s ' "$t"; done)"
 [ "${FUZZ_BUILD_ONLY:-0}" = 1 ] && exit 0
@@ -65,7 +80,10 @@ keep_going=()
 status=0
 summary=()
 for t in $targets; do
-  seeds="${t%%_*}"  # envelope_open -> envelope, payload_decode -> payload, store_codec -> store
+  case "$t" in
+    fhir_patient) seeds=fhir_json ;;
+    *) seeds="${t%%_*}" ;;  # envelope_open -> envelope, search_params -> search, router -> router
+  esac
   corpus="$out/corpus-$t"
   artifacts="$out/artifacts-$t"
   rm -rf "$corpus" "$artifacts"
