@@ -8,7 +8,7 @@
 // handshake within request_timeout, or speaks plain HTTP, is closed without a response. Every
 // response carries `Strict-Transport-Security: max-age=<hsts_max_age>` (RFC 6797). The policy
 // follows the NCSC "ICT-beveiligingsrichtlijnen voor Transport Layer Security" (v2.1; settings
-// rated "good"), and matches the MQTT broker's cipher lists:
+// rated "good"); the TLS 1.2 list is the MQTT broker's, the TLS 1.3 set too (another order):
 //   - protocol versions TLS 1.2 and TLS 1.3 only;
 //   - TLS 1.2 cipher suites: ECDHE key exchange with AES-GCM or ChaCha20-Poly1305 only, in this
 //     order: ECDHE-ECDSA-AES256-GCM-SHA384, ECDHE-RSA-AES256-GCM-SHA384,
