@@ -1,11 +1,16 @@
 // HttpServer on Boost.Beast 1.74 with C++20 coroutines (see http_server.h). The only file of
-// the module that includes Beast.
+// the module that includes Beast (and, for HTTPS, Asio SSL and OpenSSL).
 //
 // Shape: one accept coroutine; each accepted socket gets its own strand and one session
 // coroutine that reads requests (keep-alive) with http::request_parser, calls Router::handle
 // and writes the response. beast::tcp_stream deadlines bound the time to receive a request
 // and to write a response, so an idle keep-alive connection is closed after request_timeout.
 // An error ends only its own connection (logged at debug).
+//
+// HTTPS: the session coroutine is a template over the stream; with options.tls it runs on a
+// beast::ssl_stream<beast::tcp_stream> that first completes the server handshake under the
+// request_timeout deadline. One ssl::context, built and checked in start() (make_tls_context),
+// serves all connections; it is read-only afterwards, so the I/O threads share it.
 //
 // stop(): stop the io_context and join its threads, then (no handler can run now) close the
 // acceptor and every open connection, and run the io_context once more on the calling thread
@@ -22,15 +27,25 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <exception>
 #include <mutex>
+#include <optional>
 #include <thread>
+#include <type_traits>
 #include <unordered_set>
 #include <vector>
 
@@ -44,6 +59,8 @@ namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = net::ip::tcp;
+namespace ssl = net::ssl;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
 constexpr std::string_view kLogComponent = "fhir.http";
 constexpr std::uint32_t kHeaderLimit = 8 * 1024;
@@ -56,10 +73,156 @@ void log_connection_error(std::string_view what, const beast::error_code& ec) {
   core::log_debug(kLogComponent, std::string(what) + ": " + ec.message());
 }
 
+// The TLS policy (see http_server.h; NCSC TLS guidelines v2.1, "good" settings). The TLS 1.2
+// list is the broker's kTls12Ciphers (broker/src/embedded_broker.cpp).
+constexpr const char* kTls12Ciphers =
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256";
+constexpr const char* kTls13Ciphers = "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256";
+constexpr const char* kTlsGroups = "X25519:P-256:P-384";
+constexpr int kMinRsaBits = 3072;
+// Session resumption with client certificates needs a session id context (SSL_CTX_set_session_id_context(3)).
+constexpr std::string_view kSessionIdContext = "telehub-fhir";
+// After a completed exchange, wait at most this long for the client's close_notify.
+constexpr std::chrono::seconds kTlsShutdownTime{2};
+
+// Whether the server key meets the policy: RSA >= 3072 bits, EC on P-256/P-384/P-521, Ed25519,
+// Ed448.
+bool strong_enough(EVP_PKEY* key) {
+  switch (EVP_PKEY_get_base_id(key)) {
+    case EVP_PKEY_RSA:
+    case EVP_PKEY_RSA_PSS:
+      return EVP_PKEY_get_bits(key) >= kMinRsaBits;
+    case EVP_PKEY_EC: {
+      char group[64] = {};
+      std::size_t length = 0;
+      if (EVP_PKEY_get_group_name(key, group, sizeof group, &length) != 1) return false;
+      const std::string_view name(group, length);
+      return name == "prime256v1" || name == "secp384r1" || name == "secp521r1";
+    }
+    case EVP_PKEY_ED25519:
+    case EVP_PKEY_ED448:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Builds the server's ssl::context from options.tls with the policy of http_server.h.
+Result<std::unique_ptr<ssl::context>> make_tls_context(const TlsOptions& tls) {
+  using core::Code;
+  std::unique_ptr<ssl::context> context;
+  try {
+    context = std::make_unique<ssl::context>(ssl::context::tls_server);
+  } catch (const boost::system::system_error&) {
+    return core::fail(Code::kInternal, "tls_context", "cannot create the TLS context");
+  }
+  SSL_CTX* ctx = context->native_handle();
+  const bool policy_set =
+      SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) == 1 && SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) == 1 &&
+      SSL_CTX_set_cipher_list(ctx, kTls12Ciphers) == 1 && SSL_CTX_set_ciphersuites(ctx, kTls13Ciphers) == 1 &&
+      SSL_CTX_set1_groups_list(ctx, kTlsGroups) == 1 && SSL_CTX_set_max_early_data(ctx, 0) == 1 &&
+      SSL_CTX_set_session_id_context(ctx, reinterpret_cast<const unsigned char*>(kSessionIdContext.data()),
+                                     static_cast<unsigned>(kSessionIdContext.size())) == 1;
+  if (!policy_set) return core::fail(Code::kInternal, "tls_context", "the TLS library refused the TLS policy");
+  SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  SSL_CTX_clear_options(ctx, SSL_OP_ALLOW_CLIENT_RENEGOTIATION | SSL_OP_ALLOW_UNSAFE_LEGACY_RENEGOTIATION);
+
+  if (tls.cert_file.empty() || tls.key_file.empty())
+    return core::fail(Code::kInvalidArgument, "tls_certificate", "TLS needs a certificate file and a key file");
+  if (SSL_CTX_use_certificate_chain_file(ctx, tls.cert_file.c_str()) != 1)
+    return core::fail(Code::kInvalidArgument, "tls_certificate",
+                      "cannot load the TLS certificate " + tls.cert_file.string());
+  if (SSL_CTX_use_PrivateKey_file(ctx, tls.key_file.c_str(), SSL_FILETYPE_PEM) != 1)
+    return core::fail(Code::kInvalidArgument, "tls_certificate", "cannot load the TLS key " + tls.key_file.string());
+  if (SSL_CTX_check_private_key(ctx) != 1)
+    return core::fail(Code::kInvalidArgument, "tls_certificate",
+                      "the TLS key " + tls.key_file.string() + " does not match the certificate");
+  if (!strong_enough(SSL_CTX_get0_privatekey(ctx)))
+    return core::fail(Code::kInvalidArgument, "weak_certificate",
+                      "the TLS key " + tls.key_file.string() +
+                          " is too weak (needs RSA >= 3072 bits or ECDSA on P-256/P-384/P-521)");
+
+  if (!tls.client_ca_file.empty()) {
+    if (SSL_CTX_load_verify_locations(ctx, tls.client_ca_file.c_str(), nullptr) != 1)
+      return core::fail(Code::kInvalidArgument, "tls_client_ca",
+                        "cannot load the client CA file " + tls.client_ca_file.string());
+    // The CA names in the CertificateRequest, so clients pick a matching certificate.
+    STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(tls.client_ca_file.c_str());
+    if (names == nullptr)
+      return core::fail(Code::kInvalidArgument, "tls_client_ca",
+                        "no CA certificate in the client CA file " + tls.client_ca_file.string());
+    SSL_CTX_set_client_CA_list(ctx, names);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+  }
+  return context;
+}
+
+std::string asn1_to_utf8(const ASN1_STRING* text) {
+  unsigned char* utf8 = nullptr;
+  const int length = ASN1_STRING_to_UTF8(&utf8, text);
+  if (length < 0) return {};
+  std::string out(reinterpret_cast<const char*>(utf8), static_cast<std::size_t>(length));
+  OPENSSL_free(utf8);
+  return out;
+}
+
+// The verified peer certificate's subject CN, else its first subjectAltName (DNS, email, URI
+// or IP address); empty without a peer certificate.
+std::string peer_identity(SSL* ssl) {
+  X509* cert = SSL_get0_peer_certificate(ssl);
+  if (cert == nullptr) return {};
+  if (const X509_NAME* subject = X509_get_subject_name(cert)) {
+    const int index = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
+    if (index >= 0) {
+      std::string cn = asn1_to_utf8(X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, index)));
+      if (!cn.empty()) return cn;
+    }
+  }
+  std::string first;
+  auto* names = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  if (names == nullptr) return first;
+  if (sk_GENERAL_NAME_num(names) > 0) {
+    const GENERAL_NAME* name = sk_GENERAL_NAME_value(names, 0);
+    switch (name->type) {
+      case GEN_DNS:
+      case GEN_EMAIL:
+      case GEN_URI:
+        first = asn1_to_utf8(name->d.ia5);
+        break;
+      case GEN_IPADD: {
+        const auto* bytes = ASN1_STRING_get0_data(name->d.ip);
+        const int length = ASN1_STRING_length(name->d.ip);
+        if (length == 4) {
+          net::ip::address_v4::bytes_type b;
+          std::copy(bytes, bytes + 4, b.begin());
+          first = net::ip::address_v4(b).to_string();
+        } else if (length == 16) {
+          net::ip::address_v6::bytes_type b;
+          std::copy(bytes, bytes + 16, b.begin());
+          first = net::ip::address_v6(b).to_string();
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  GENERAL_NAMES_free(names);
+  return first;
+}
+
+beast::tcp_stream& tcp_layer(beast::tcp_stream& stream) { return stream; }
+beast::tcp_stream& tcp_layer(TlsStream& stream) { return stream.next_layer(); }
+
 class BeastServer final : public HttpServer {
  public:
-  BeastServer(const HttpServerOptions& options, const Router& router)
-      : options_(options), router_(router), acceptor_(ioc_) {}
+  // tls_context: set exactly when options.tls is (see make_tls_context).
+  BeastServer(const HttpServerOptions& options, const Router& router, std::unique_ptr<ssl::context> tls_context)
+      : options_(options), router_(router), tls_context_(std::move(tls_context)), acceptor_(ioc_) {
+    if (options_.tls) hsts_ = "max-age=" + std::to_string(options_.tls->hsts_max_age.count());
+  }
 
   ~BeastServer() override { stop(); }
 
@@ -164,29 +327,50 @@ class BeastServer final : public HttpServer {
         continue;
       }
       auto executor = socket.get_executor();
-      net::co_spawn(executor, session(beast::tcp_stream(std::move(socket))), [](std::exception_ptr e) {
-        if (!e) return;
-        try {
-          std::rethrow_exception(e);
-        } catch (const std::exception& ex) {
-          core::log_debug(kLogComponent, std::string("connection ended by exception: ") + ex.what());
-        } catch (...) {
-          core::log_debug(kLogComponent, "connection ended by exception");
-        }
-      });
+      if (tls_context_)
+        net::co_spawn(executor, session(TlsStream(std::move(socket), *tls_context_)), log_session_end);
+      else
+        net::co_spawn(executor, session(beast::tcp_stream(std::move(socket))), log_session_end);
     }
   }
 
-  net::awaitable<void> session(beast::tcp_stream stream) {
+  static void log_session_end(std::exception_ptr e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      core::log_debug(kLogComponent, std::string("connection ended by exception: ") + ex.what());
+    } catch (...) {
+      core::log_debug(kLogComponent, "connection ended by exception");
+    }
+  }
+
+  // Stream: beast::tcp_stream (HTTP) or TlsStream (HTTPS).
+  template <class Stream>
+  net::awaitable<void> session(Stream stream) {
+    constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
     if (stopping_) co_return;  // accepted just before stop(): close at once
-    Registration registration(*this, stream);
+    beast::tcp_stream& transport = tcp_layer(stream);
+    Registration registration(*this, transport);
     beast::flat_buffer buffer;
     beast::error_code ec;
+    std::string client_certificate;
+    if constexpr (kTls) {
+      // Under the request deadline: a client that stalls the handshake is cut off like one that
+      // stalls its request. A plain-HTTP client ends here too (no TLS record): no response.
+      transport.expires_after(options_.request_timeout);
+      co_await stream.async_handshake(ssl::stream_base::server, net::redirect_error(net::use_awaitable, ec));
+      if (ec) {
+        log_connection_error("TLS handshake", ec);
+        co_return;
+      }
+      client_certificate = peer_identity(stream.native_handle());
+    }
     for (;;) {
       http::request_parser<http::string_body> parser;
       parser.header_limit(kHeaderLimit);
       parser.body_limit(options_.max_body_bytes);
-      stream.expires_after(options_.request_timeout);
+      transport.expires_after(options_.request_timeout);
       co_await http::async_read(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
       if (ec == http::error::end_of_stream) break;  // the client closed between requests
       if (ec == http::error::body_limit) {
@@ -215,12 +399,13 @@ class BeastServer final : public HttpServer {
       request.body = std::move(req.body());
       {
         beast::error_code peer_ec;
-        const auto peer = stream.socket().remote_endpoint(peer_ec);
+        const auto peer = transport.socket().remote_endpoint(peer_ec);
         if (!peer_ec) {
           request.remote_address = peer.address().to_string() + ":" + std::to_string(peer.port());
           request.remote_loopback = peer.address().is_loopback();
         }
       }
+      request.client_certificate = client_certificate;
       const bool keep_alive = req.keep_alive();
       const bool head = req.method() == http::verb::head;
 
@@ -232,19 +417,26 @@ class BeastServer final : public HttpServer {
       }
       if (!keep_alive) break;
     }
-    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    if constexpr (kTls) {
+      // close_notify, then wait (briefly) for the client's.
+      transport.expires_after(kTlsShutdownTime);
+      co_await stream.async_shutdown(net::redirect_error(net::use_awaitable, ec));
+    }
+    transport.socket().shutdown(tcp::socket::shutdown_send, ec);
   }
 
-  net::awaitable<void> write(beast::tcp_stream& stream, Response response, unsigned version, bool keep_alive,
-                             bool head, beast::error_code& ec) {
+  template <class Stream>
+  net::awaitable<void> write(Stream& stream, Response response, unsigned version, bool keep_alive, bool head,
+                             beast::error_code& ec) {
     http::response<http::string_body> res{static_cast<http::status>(response.status), version};
     res.set(http::field::server, "telehub");
     res.set(http::field::content_type, response.content_type);
     for (const auto& [name, value] : response.headers) res.set(name, value);
+    if (!hsts_.empty()) res.set(http::field::strict_transport_security, hsts_);  // RFC 6797 section 6.1
     res.body() = std::move(response.body);
     res.keep_alive(keep_alive);
     res.prepare_payload();
-    stream.expires_after(options_.request_timeout);
+    tcp_layer(stream).expires_after(options_.request_timeout);
     if (head) {  // no body in a response to HEAD (RFC 9110 section 9.3.2)
       http::response_serializer<http::string_body> serializer{res};
       co_await http::async_write_header(stream, serializer, net::redirect_error(net::use_awaitable, ec));
@@ -255,7 +447,8 @@ class BeastServer final : public HttpServer {
 
   // Answers a request that will not be read to its end with an OperationOutcome, then closes
   // the connection, first draining what the client still sends.
-  net::awaitable<void> refuse(beast::tcp_stream& stream, http::status status, std::string diagnostics) {
+  template <class Stream>
+  net::awaitable<void> refuse(Stream& stream, http::status status, std::string diagnostics) {
     const bool too_long = status != http::status::bad_request;
     Response response;
     response.status = static_cast<int>(status);
@@ -267,10 +460,10 @@ class BeastServer final : public HttpServer {
       log_connection_error("write", ec);
       co_return;
     }
-    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    tcp_layer(stream).socket().shutdown(tcp::socket::shutdown_send, ec);
     std::array<char, 16 * 1024> scratch;
     std::size_t drained = 0;
-    stream.expires_after(kDrainTime);
+    tcp_layer(stream).expires_after(kDrainTime);
     while (drained < kMaxDrainBytes) {
       const std::size_t n =
           co_await stream.async_read_some(net::buffer(scratch), net::redirect_error(net::use_awaitable, ec));
@@ -281,6 +474,8 @@ class BeastServer final : public HttpServer {
 
   HttpServerOptions options_;
   const Router& router_;
+  std::unique_ptr<ssl::context> tls_context_;  // null = plain HTTP; before ioc_: sessions use it
+  std::string hsts_;                            // Strict-Transport-Security value; empty = none
   std::mutex mutex_;                              // guards sessions_
   std::unordered_set<beast::tcp_stream*> sessions_;  // open connections
   net::io_context ioc_;                           // after mutex_/sessions_: its handlers use them
@@ -294,10 +489,18 @@ class BeastServer final : public HttpServer {
 }  // namespace
 
 Result<std::unique_ptr<HttpServer>> HttpServer::start(const HttpServerOptions& options, const Router& router) {
-  auto server = std::make_unique<BeastServer>(options, router);
+  std::unique_ptr<ssl::context> tls_context;
+  if (options.tls) {
+    auto made = make_tls_context(*options.tls);
+    if (!made) return tl::unexpected(made.error());
+    tls_context = std::move(*made);
+  }
+  auto server = std::make_unique<BeastServer>(options, router, std::move(tls_context));
   if (auto listening = server->listen(); !listening) return tl::unexpected(listening.error());
   if (auto running = server->run(); !running) return tl::unexpected(running.error());
-  core::log_info(kLogComponent, "FHIR API listening on port " + std::to_string(server->port()));
+  core::log_info(kLogComponent, std::string(options.tls ? "FHIR API listening (HTTPS" : "FHIR API listening (HTTP") +
+                                    (options.tls && !options.tls->client_ca_file.empty() ? ", client certificates" : "") +
+                                    ") on port " + std::to_string(server->port()));
   return std::unique_ptr<HttpServer>(std::move(server));
 }
 

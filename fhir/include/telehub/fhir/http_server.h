@@ -1,26 +1,66 @@
-// HttpServer: serves a fhir::Router over HTTP/1.1 with Boost.Beast (C++20 coroutines on
-// Boost.Asio). One coroutine per connection; a failing connection is logged and closed
-// without affecting others. A body over the limit gets 413, headers over 8 KiB get 431, and
-// slow clients are cut off by the deadline. Beast types stay in src/.
+// HttpServer: serves a fhir::Router over HTTP/1.1, or HTTPS when HttpServerOptions::tls is
+// set, with Boost.Beast (C++20 coroutines on Boost.Asio). One coroutine per connection; a
+// failing connection is logged and closed without affecting others. A body over the limit gets
+// 413, headers over 8 KiB get 431, and slow clients are cut off by the deadline. Beast and
+// OpenSSL types stay in src/.
+//
+// HTTPS (options.tls set): every connection is TLS; a client that does not complete the
+// handshake within request_timeout, or speaks plain HTTP, is closed without a response. Every
+// response carries `Strict-Transport-Security: max-age=<hsts_max_age>` (RFC 6797). The policy
+// follows the NCSC "ICT-beveiligingsrichtlijnen voor Transport Layer Security" (v2.1; settings
+// rated "good"); the TLS 1.2 list is the MQTT broker's, the TLS 1.3 set too (another order):
+//   - protocol versions TLS 1.2 and TLS 1.3 only;
+//   - TLS 1.2 cipher suites: ECDHE key exchange with AES-GCM or ChaCha20-Poly1305 only, in this
+//     order: ECDHE-ECDSA-AES256-GCM-SHA384, ECDHE-RSA-AES256-GCM-SHA384,
+//     ECDHE-ECDSA-CHACHA20-POLY1305, ECDHE-RSA-CHACHA20-POLY1305, ECDHE-ECDSA-AES128-GCM-SHA256,
+//     ECDHE-RSA-AES128-GCM-SHA256 (no CBC, no static RSA, no DHE);
+//   - TLS 1.3 cipher suites: TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256,
+//     TLS_AES_128_GCM_SHA256 (no AES-CCM);
+//   - key exchange groups X25519, P-256, P-384;
+//   - server cipher preference; no TLS compression; no renegotiation; no TLS 1.3 0-RTT (early
+//     data);
+//   - the server key must be RSA of at least 3072 bits, ECDSA on P-256, P-384 or P-521, or
+//     Ed25519/Ed448; anything else (e.g. RSA-2048) makes start() fail.
+// Mutual TLS (tls->client_ca_file set): the client must present a certificate that chains to a
+// CA in that file, or the handshake fails; the certificate's subject CN (or first
+// subjectAltName) reaches the router as Request::client_certificate.
 //
 // Lifetimes: the router must outlive the server. stop() (or the destructor) closes the
-// listener and all connections and joins the I/O threads.
+// listener and all connections and joins the I/O threads. The TLS files are read once, in
+// start(); replacing them needs a restart.
 //
-// Error policy: start() returns Result (unavailable/http_bind when the address cannot be
-// bound); nothing else throws.
+// Error policy: start() returns Result: unavailable/http_bind when the address cannot be
+// bound; with tls, invalid_argument/tls_certificate when the certificate or key cannot be
+// loaded or do not match, invalid_argument/tls_client_ca when client_ca_file cannot be loaded,
+// invalid_argument/weak_certificate when the key is weaker than the policy above. Nothing
+// else throws.
 //
 // Thread-safety: start/stop from one owner thread.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "telehub/core/error.h"
 #include "telehub/fhir/router.h"
 
 namespace telehub::fhir {
+
+struct TlsOptions {
+  // The server certificate (PEM; the chain may follow the leaf) and its unencrypted private key
+  // (PEM). REQUIRES: both set; the key matches the certificate and is strong enough (see above).
+  std::filesystem::path cert_file;
+  std::filesystem::path key_file;
+  // CA certificates (PEM) that client certificates must chain to. Set: mutual TLS, a client
+  // certificate is required. Default: empty = no client certificates asked for.
+  std::filesystem::path client_ca_file;
+  // Strict-Transport-Security max-age. Default: 31536000 s (one year).
+  std::chrono::seconds hsts_max_age{31536000};
+};
 
 struct HttpServerOptions {
   // Listen address. Default: 127.0.0.1.
@@ -33,6 +73,9 @@ struct HttpServerOptions {
   std::size_t max_body_bytes = 1 << 20;
   // Time allowed to receive one request (headers and body). Default: 10 s.
   std::chrono::milliseconds request_timeout{10000};
+  // HTTPS with this configuration. The TLS handshake must finish within request_timeout.
+  // Default: unset = plain HTTP.
+  std::optional<TlsOptions> tls;
 };
 
 class HttpServer {

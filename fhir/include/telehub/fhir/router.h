@@ -46,6 +46,10 @@ struct Request {
   // the local-only care setting (RouterOptions::care_local) serves only loopback clients.
   std::string remote_address;
   bool remote_loopback = false;
+  // With mutual TLS (HttpServerOptions::tls with a client_ca_file): the verified client
+  // certificate's subject CN, or its first subjectAltName when it has no CN. Empty without
+  // mutual TLS and in unit tests.
+  std::string client_certificate{};  // "{}": brace-initialised Requests may leave it out
 };
 
 struct Response {
