@@ -29,19 +29,15 @@ struct Code {
   std::string_view display;
 };
 
-bool starts_with(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
-bool ends_with(std::string_view s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
 
 // AuditEvent.type: searches are 110112 Query; other events about a patient (patient.*,
 // subject.*, consent.*) 110110 Patient Record; reading or checking the audit log itself 110101
 // Audit Log Used; everything else 110100 Application Activity.
 Code event_type_code(std::string_view event_type) {
-  if (ends_with(event_type, ".search")) return {"110112", "Query"};
-  if (starts_with(event_type, "patient.") || starts_with(event_type, "subject.") || starts_with(event_type, "consent."))
+  if (event_type.ends_with(".search")) return {"110112", "Query"};
+  if (event_type.starts_with("patient.") || event_type.starts_with("subject.") || event_type.starts_with("consent."))
     return {"110110", "Patient Record"};
-  if (starts_with(event_type, "audit.")) return {"110101", "Audit Log Used"};
+  if (event_type.starts_with("audit.")) return {"110101", "Audit Log Used"};
   return {"110100", "Application Activity"};
 }
 
@@ -86,14 +82,6 @@ bool looks_like_ip(std::string_view a) {
     if (!std::isxdigit(u) && c != ':') hex_colons = false;
   }
   return (digits_dots_colon && dots == 3 && colons <= 1) || (hex_colons && colons >= 2);
-}
-
-void write_coding(JsonWriter& w, std::string_view system, std::string_view code, std::string_view display) {
-  w.StartObject();
-  write_member(w, "system", system);
-  write_member(w, "code", code);
-  if (!display.empty()) write_member(w, "display", display);
-  w.EndObject();
 }
 
 void write_text_concept(JsonWriter& w, std::string_view text) {

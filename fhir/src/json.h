@@ -29,6 +29,15 @@ inline void write_member(JsonWriter& w, std::string_view key, std::string_view v
   write_string(w, value);
 }
 
+// A Coding (http://hl7.org/fhir/R4/datatypes.html#Coding): system, code, display when given.
+inline void write_coding(JsonWriter& w, std::string_view system, std::string_view code, std::string_view display) {
+  w.StartObject();
+  write_member(w, "system", system);
+  write_member(w, "code", code);
+  if (!display.empty()) write_member(w, "display", display);
+  w.EndObject();
+}
+
 inline std::string to_string(const JsonBuffer& buffer) { return std::string(buffer.GetString(), buffer.GetSize()); }
 
 }  // namespace telehub::fhir

@@ -39,14 +39,6 @@ std::optional<Category> category_of(std::string_view loinc, const core::CodeInfo
   return std::nullopt;
 }
 
-void write_coding(JsonWriter& w, std::string_view system, std::string_view code, std::string_view display) {
-  w.StartObject();
-  write_member(w, "system", system);
-  write_member(w, "code", code);
-  if (!display.empty()) write_member(w, "display", display);
-  w.EndObject();
-}
-
 // CodeableConcept for a LOINC code: the LOINC coding, for SpO2 by pulse oximetry also the
 // vital-signs profile code 2708-6 (http://hl7.org/fhir/R4/observation-vitalsigns.html: the
 // oxygen saturation profile requires LOINC 2708-6, 59408-5 is the more specific code), and the
