@@ -52,6 +52,9 @@ int main(int argc, char** argv) {
   if (cmd == "audit") return cmd_audit(argc, argv);
   if (cmd == "consent") return cmd_consent(argc, argv);
   if (cmd == "retention") return cmd_retention(argc, argv);
+  if (cmd == "client") return cmd_client(argc, argv);
+  if (cmd == "token") return cmd_token(argc, argv);
+  if (cmd == "care") return cmd_care(argc, argv);
   std::cerr << "telehub: unknown command '" << cmd << "'\n" << kHelp;
   return 2;
 }

@@ -58,6 +58,10 @@ struct TlsOptions {
   // CA certificates (PEM) that client certificates must chain to. Set: mutual TLS, a client
   // certificate is required. Default: empty = no client certificates asked for.
   std::filesystem::path client_ca_file;
+  // With client_ca_file: true = a client certificate is required (the handshake fails
+  // without one); false = it is asked for and verified when sent, but a client may connect
+  // without one (then it authenticates with a bearer token). Default: true.
+  bool require_client_certificate = true;
   // Strict-Transport-Security max-age. Default: 31536000 s (one year).
   std::chrono::seconds hsts_max_age{31536000};
 };

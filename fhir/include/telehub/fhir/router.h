@@ -27,7 +27,9 @@
 #include <utility>
 #include <vector>
 
+#include "telehub/auth/token_service.h"
 #include "telehub/formats/plausibility.h"
+#include "telehub/privacy/care_relations.h"
 #include "telehub/privacy/audit_log.h"
 #include "telehub/privacy/consent.h"
 #include "telehub/privacy/identity_vault.h"
@@ -90,6 +92,21 @@ struct RouterOptions {
     bool care_local = false;
   };
   Privacy privacy;
+
+  // Authentication and authorisation (issue [6/8], docs/security.md). With `tokens` set, every
+  // route except GET metadata and POST /auth/token needs a bearer token (or, with mutual TLS,
+  // the certificate of a registered client), and the role and scopes decide what it may do;
+  // privacy.care_local is then ignored. Unset (the library default, used by unit tests of
+  // other routes): no authentication, as before.
+  struct Auth {
+    std::shared_ptr<auth::TokenService> tokens;
+    // The absolute URL of POST /auth/token: the aud every client assertion must carry.
+    std::string token_url;
+    // Care relations: the care role sees identified data only for subjects in an active
+    // relation with its organisation.
+    std::shared_ptr<privacy::CareRelations> care_relations;
+  };
+  Auth auth;
 };
 
 class Router {
