@@ -38,6 +38,9 @@ struct DataDir {
   std::filesystem::path vault_key() const { return root / "keys" / "vault.key"; }
   std::filesystem::path audit_db() const { return root / "audit.db"; }
   std::filesystem::path consent_db() const { return root / "consent.db"; }
+  // Issue [6/8]: registered API clients and tokens (auth::TokenService), care relations.
+  std::filesystem::path auth_db() const { return root / "auth.db"; }
+  std::filesystem::path care_db() const { return root / "care.db"; }
 };
 
 // Creates the directory (mode 0700) if needed. Fails with unavailable/data_dir.
