@@ -322,6 +322,23 @@ class SqliteTokenService final : public TokenService {
     return db_.changes();
   }
 
+  Result<std::optional<Grant>> client_grant(std::string_view client_id) override {
+    std::lock_guard lock(mutex_);
+    auto stmt = db_.prepare("SELECT scopes, role, organisation FROM clients WHERE client_id = ?1");
+    if (!stmt) return tl::unexpected(stmt.error());
+    stmt->bind(1, client_id);
+    auto row = stmt->step();
+    if (!row) return tl::unexpected(row.error());
+    if (!*row) return std::optional<Grant>();
+    Grant g;
+    g.kind = Grant::Kind::kClientCertificate;
+    g.client_id = std::string(client_id);
+    if (auto tokens = split_scopes(stmt->column_text(0))) g.scopes = std::move(*tokens);
+    g.role = stmt->column_text(1);
+    if (!stmt->column_is_null(2)) g.organisation = stmt->column_text(2);
+    return std::optional<Grant>(std::move(g));
+  }
+
  private:
   struct Client {
     Jwks jwks;

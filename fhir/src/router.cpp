@@ -11,6 +11,7 @@
 #include "resources.h"
 #include "patient.h"
 #include "search_params.h"
+#include "access.h"
 #include "telehub/fhir/audit_event.h"
 #include "telehub/core/log.h"
 #include "telehub/privacy/pseudonym.h"
@@ -113,11 +114,13 @@ class Handlers {
   Response metadata() const { return json_response(200, capability_statement_json({options_.base_url})); }
 
   // http://hl7.org/fhir/R4/search.html; the searchset Bundle: http://hl7.org/fhir/R4/bundle.html
-  Response search_observations(std::string_view query) const {
+  Response search_observations(const Request& r, const Principal& p, std::string_view query) const {
     auto params = parse_query(query);
     if (!params) return error_response(400, "value", "malformed query string (bad percent-encoding)");
     auto search = parse_observation_search(*params, {options_.base_url, options_.default_count, options_.max_count});
     if (!search) return outcome_response(400, search.error());
+    if (auto refused = check_subject(r, p, Endpoint::kObservationSearch, search->subject, "Observation", std::string(query)))
+      return *refused;
 
     std::vector<storage::StoredObservation> items;
     std::optional<storage::Cursor> next;
@@ -205,54 +208,75 @@ class Handlers {
     return json_response(200, to_string(buffer));
   }
 
-  Response read_observation(std::string_view id_text) const {
+  Response read_observation(const Request& r, const Principal& p, std::string_view id_text) const {
     const auto id = parse_observation_id(id_text);
     if (!id) return not_found("no such Observation");
     auto found = store_.observations().get(*id);
     if (!found) return internal_error(found.error());
     if (!*found) return not_found("no such Observation");
+    const std::string object = "Observation/" + std::to_string(*id);
+    if (auto refused = check_subject(r, p, Endpoint::kObservationRead, (*found)->reading.subject, object))
+      return *refused;
     return json_response(200, observation_json(**found, rules()));
   }
 
-  Response read_patient(std::string_view id) const {
-    if (!privacy::SubjectPseudonym::parse(id)) return not_found("no such Patient");
-    auto exists = store_.registry().subject_exists(id);
-    if (!exists) return internal_error(exists.error());
-    if (!*exists) return not_found("no such Patient");
-    return json_response(200, patient_json(id));
-  }
-
-  Response read_device(std::string_view id) const {
+  Response read_device(const Request& r, const Principal& p, std::string_view id) const {
     // A device id that is not a FHIR id (it may contain '_') cannot be a Device id.
     if (!valid_fhir_id(id)) return not_found("no such Device");
     auto found = store_.registry().find_device(id);
     if (!found) return internal_error(found.error());
     if (!*found) return not_found("no such Device");
+    // The enrolment role reads devices without a care relation; care needs one.
+    if (p.role != kRoleEnrolment || p.kind != Principal::Kind::kGrant) {
+      if (auto refused = check_subject(r, p, Endpoint::kDeviceRead, (*found)->subject, "Device/" + std::string(id)))
+        return *refused;
+    } else if (!audit(r, p, Endpoint::kDeviceRead, "success", (*found)->subject, "Device/" + std::string(id))) {
+      return audit_failed();
+    }
     return json_response(200, device_json(**found));
   }
 
- private:
-  storage::Store& store_;
- public:
-  // ---- identified data: the local care setting (RouterOptions::privacy) ----
+  // ---- access control and audit (access.h, docs/security.md) ----
 
-  bool care_allowed(const Request& r) const {
-    const auto& p = options_.privacy;
-    return p.care_local && r.remote_loopback && p.vault && p.audit && p.pseudonymiser;
+  // Whether the principal may see this subject's data: the local care setting and the open
+  // (unauthenticated, pseudonymous) mode always; the care role only within an active care
+  // relation of its organisation.
+  Result<bool> related(const Principal& p, std::string_view subject) const {
+    if (p.kind != Principal::Kind::kGrant) return true;
+    if (p.role != kRoleCare || p.organisation.empty() || !options_.auth.care_relations) return false;
+    return options_.auth.care_relations->active(subject, p.organisation, core::system_clock().now());
+  }
+
+  // Checks the care relation for `subject` and writes the audit record of the access (success
+  // or denied). Returns the response that ends the request, or nothing when it may go on.
+  std::optional<Response> check_subject(const Request& r, const Principal& p, Endpoint e, const std::string& subject,
+                                        const std::string& object, std::string query = {}) const {
+    auto ok = related(p, subject);
+    if (!ok) return internal_error(ok.error());
+    if (!*ok) {
+      audit(r, p, e, "denied", subject, object, query);
+      return error_response(403, "forbidden", "no active care relation between your organisation and this patient");
+    }
+    if (!audit(r, p, e, "success", subject, object, std::move(query))) return audit_failed();
+    return std::nullopt;
   }
 
   // Writes the audit record of an access; false when it could not be written (then the caller
-  // refuses the access).
-  bool audit(const Request& r, std::string event, char action, std::string outcome, std::string subject,
+  // refuses the access). The open mode (no authentication configured) records only refusals
+  // and identified accesses, as before; everything else is recorded for every principal.
+  bool audit(const Request& r, const Principal& p, Endpoint e, std::string outcome, std::string subject,
              std::string objects, std::string query = {}) const {
-    if (!options_.privacy.audit) return false;
+    if (!options_.privacy.audit) return p.kind == Principal::Kind::kOpen;
+    if (p.kind == Principal::Kind::kOpen && outcome == "success") return true;
     privacy::AuditRecord a;
-    a.event_type = std::move(event);
-    a.action = action;
+    a.event_type = std::string(audit_event_type(e));
+    a.action = audit_action(e);
+    if (e == Endpoint::kPatientRead && p.kind == Principal::Kind::kLocal) a.event_type = "patient.read";
     a.outcome = std::move(outcome);
-    a.user_id = "local";
-    a.role = "care";
-    a.purpose = "treatment";
+    a.user_id = p.user.empty() ? "anonymous" : p.user;
+    a.role = p.role.empty() ? "none" : p.role;
+    a.on_behalf_of = p.organisation;
+    a.purpose = std::string(purpose_of_use(p));
     a.access_point = r.remote_address.empty() ? "unknown" : r.remote_address;
     a.subject = std::move(subject);
     a.objects = std::move(objects);
@@ -267,59 +291,66 @@ class Handlers {
     return error_response(503, "transient", "access refused: the audit record could not be written");
   }
 
-  // 403 for identified data outside the local care setting; the attempt is audited (best effort).
-  Response forbidden(const Request& r, std::string event, char action, std::string subject) const {
-    audit(r, std::move(event), action, "denied", std::move(subject), "", std::string(r.target));
-    return error_response(403, "forbidden",
-                          "identified data is served only with `serve --care-local`, to clients on this machine "
-                          "(authentication arrives with issue [6/8])");
-  }
+  // ---- identified data ----
 
-  Response read_patient(const Request& r, std::string_view id) const {
-    if (!care_allowed(r)) return read_patient(id);
+  Response read_patient(const Request& r, const Principal& p, std::string_view id) const {
     if (!privacy::SubjectPseudonym::parse(id)) return not_found("no such Patient");
+    if (p.kind == Principal::Kind::kOpen) return read_pseudonymous_patient(id);
     const std::string object = "Patient/" + std::string(id);
-    if (!audit(r, "patient.read", 'R', "success", std::string(id), object)) return audit_failed();
-    auto subject = options_.privacy.vault->find_by_pseudonym(id);
+    if (auto refused = check_subject(r, p, Endpoint::kPatientRead, std::string(id), object)) return *refused;
+    const auto& v = options_.privacy;
+    if (!v.vault) return read_pseudonymous_patient(id);
+    auto subject = v.vault->find_by_pseudonym(id);
     if (!subject) return internal_error(subject.error());
-    if (!*subject) return read_patient(id);  // not in the vault: only the pseudonymous Patient exists
-    auto person = options_.privacy.vault->get(**subject);
+    if (!*subject) return read_pseudonymous_patient(id);  // not in the vault: only the pseudonymous Patient exists
+    auto person = v.vault->get(**subject);
     if (!person) return internal_error(person.error());
-    if (!*person) return read_patient(id);
+    if (!*person) return read_pseudonymous_patient(id);
     return json_response(200, identified_patient_json(id, **person));
   }
 
   // POST Patient, or PUT Patient?identifier=system|value (conditional update,
-  // http://hl7.org/fhir/R4/http.html#cond-update): registers the person in the vault.
-  Response write_patient(const Request& r, std::string_view query) const {
-    const char action = r.method == "POST" ? 'C' : 'U';
-    if (!care_allowed(r)) return forbidden(r, "subject.register", action, "");
+  // http://hl7.org/fhir/R4/http.html#cond-update): registers the person in the vault. A care
+  // client that registers a person thereby declares a care relation of its organisation with
+  // that person (docs/security.md).
+  Response write_patient(const Request& r, const Principal& p, Endpoint e, std::string_view query) const {
+    const auto& v = options_.privacy;
+    if (!v.vault || !v.pseudonymiser) return error_response(503, "transient", "the identity vault is not available");
     if (r.method == "PUT") {
       auto params = parse_query(query);
       if (!params) return error_response(400, "value", "malformed query string (bad percent-encoding)");
       bool has_identifier = false;
-      for (const auto& [k, v] : *params) has_identifier = has_identifier || (k == "identifier" && !v.empty());
+      for (const auto& [k, val] : *params) has_identifier = has_identifier || (k == "identifier" && !val.empty());
       if (!has_identifier)
         return error_response(400, "required", "PUT Patient needs ?identifier=system|value (conditional update)");
     }
     auto person = person_from_patient(r.body);
     if (!person) return error_response(400, "invalid", person.error().message);
-    auto registered = options_.privacy.vault->register_person(*person);
+    auto registered = v.vault->register_person(*person);
     if (!registered) {
-      const auto& e = registered.error();
-      if (e.code == core::Code::kInvalidArgument) return error_response(400, "invalid", e.message);
-      if (e.code == core::Code::kFailedPrecondition) return error_response(409, "conflict", e.message);
-      return internal_error(e);
+      const auto& err = registered.error();
+      if (err.code == core::Code::kInvalidArgument) return error_response(400, "invalid", err.message);
+      if (err.code == core::Code::kFailedPrecondition) return error_response(409, "conflict", err.message);
+      return internal_error(err);
     }
-    const auto pseudonym = options_.privacy.pseudonymiser->subject(registered->subject_id);
-    if (auto s = options_.privacy.vault->link_pseudonym(registered->subject_id, pseudonym.str()); !s)
-      return internal_error(s.error());
+    const auto pseudonym = v.pseudonymiser->subject(registered->subject_id);
+    if (auto s = v.vault->link_pseudonym(registered->subject_id, pseudonym.str()); !s) return internal_error(s.error());
     if (auto s = store_.registry().add_subject(pseudonym); !s) return internal_error(s.error());
+    if (p.kind == Principal::Kind::kGrant && p.role == kRoleCare) {
+      if (!options_.auth.care_relations || p.organisation.empty())
+        return error_response(503, "transient", "care relations are not available");
+      auto added = options_.auth.care_relations->add(pseudonym.str(), p.organisation, core::system_clock().now(),
+                                                     "fhir:" + p.user);
+      if (!added) return internal_error(added.error());
+    }
     const std::string object = "Patient/" + pseudonym.str();
-    if (!audit(r, "subject.register", registered->created ? 'C' : 'U', "success", pseudonym.str(), object))
+    if (!audit(r, p, registered->created ? Endpoint::kPatientCreate : Endpoint::kPatientUpdate, "success",
+               pseudonym.str(), object))
       return audit_failed();
-    auto stored = options_.privacy.vault->get(registered->subject_id);
-    if (!stored || !*stored) return internal_error(stored ? core::make_error(core::Code::kInternal, "vault", "gone") : stored.error());
+    (void)e;
+    auto stored = v.vault->get(registered->subject_id);
+    if (!stored || !*stored)
+      return internal_error(stored ? core::make_error(core::Code::kInternal, "vault", "gone") : stored.error());
     auto response = json_response(registered->created ? 201 : 200, identified_patient_json(pseudonym.str(), **stored));
     response.headers.emplace_back("Location", options_.base_url + "/" + object);
     return response;
@@ -327,7 +358,8 @@ class Handlers {
 
   // GET AuditEvent[?patient=<pseudonym>]: the audit trail as FHIR AuditEvents (newest 1,000
   // without a patient).
-  Response search_audit(const Request& r, std::string_view query) const {
+  Response search_audit(const Request& r, const Principal& p, std::string_view query) const {
+    if (!options_.privacy.audit) return error_response(503, "transient", "the audit log is not available");
     auto params = parse_query(query);
     if (!params) return error_response(400, "value", "malformed query string (bad percent-encoding)");
     std::string patient;
@@ -337,10 +369,10 @@ class Handlers {
         return error_response(400, "not-supported", "unknown search parameter " + (printable_name(k) ? k : "(unreadable name)"));
     }
     if (patient.starts_with("Patient/")) patient = patient.substr(8);
-    if (!care_allowed(r)) return forbidden(r, "audit.read", 'R', patient);
     if (!patient.empty() && !privacy::SubjectPseudonym::parse(patient))
       return error_response(400, "value", "patient must be a Patient id (pseudonym)");
-    if (!audit(r, "audit.read", 'R', "success", patient, "AuditEvent", std::string(query))) return audit_failed();
+    if (!audit(r, p, Endpoint::kAuditEventSearch, "success", patient, "AuditEvent", std::string(query)))
+      return audit_failed();
     auto records = patient.empty() ? options_.privacy.audit->recent(1000) : options_.privacy.audit->for_subject(patient);
     if (!records) return internal_error(records.error());
     JsonBuffer buffer;
@@ -370,12 +402,12 @@ class Handlers {
   }
 
   // POST Consent: a FHIR Consent of a subject (Consent.patient = Patient/<pseudonym>).
-  Response write_consent(const Request& r) const {
-    if (!care_allowed(r) || !options_.privacy.consent) return forbidden(r, "consent.update", 'C', "");
+  Response write_consent(const Request& r, const Principal& p) const {
+    if (!options_.privacy.consent) return error_response(503, "transient", "the consent records are not available");
     auto record = privacy::from_fhir_consent(r.body);
     if (!record) return error_response(400, "invalid", record.error().message);
     const std::string subject = record->subject;
-    if (!audit(r, "consent.update", 'C', "success", subject, "Consent")) return audit_failed();
+    if (auto refused = check_subject(r, p, Endpoint::kConsentCreate, subject, "Consent")) return *refused;
     auto id = options_.privacy.consent->record(*record);
     if (!id) {
       if (id.error().code == core::Code::kInvalidArgument) return error_response(400, "invalid", id.error().message);
@@ -385,22 +417,70 @@ class Handlers {
                                "consent recorded as " + std::to_string(*id) + " for Patient/" + subject);
   }
 
+  Response metrics() const {
+    Response r;
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    r.body = options_.metrics();
+    return r;
+  }
+
+  // GET /fhir/.well-known/smart-configuration (SMART App Launch 2.x, "Conformance"): what a
+  // Backend Services client needs to find the token endpoint.
+  Response smart_configuration() const {
+    JsonBuffer buffer;
+    JsonWriter w(buffer);
+    w.StartObject();
+    write_member(w, "token_endpoint", options_.auth.token_url);
+    auto array = [&w](std::string_view key, std::initializer_list<std::string_view> values) {
+      write_key(w, key);
+      w.StartArray();
+      for (auto v : values) w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
+      w.EndArray();
+    };
+    array("grant_types_supported", {"client_credentials"});
+    array("token_endpoint_auth_methods_supported", {"private_key_jwt"});
+    array("token_endpoint_auth_signing_alg_values_supported", {"RS384", "ES384"});
+    array("scopes_supported", {"system/Observation.rs", "system/Patient.rs", "system/Patient.cu", "system/Device.rs",
+                               "system/Consent.c", "system/AuditEvent.rs"});
+    array("capabilities", {"client-confidential-asymmetric", "permission-v2", "permission-v1"});
+    w.EndObject();
+    Response r = json_response(200, to_string(buffer));
+    r.content_type = "application/json";
+    return r;
+  }
+
  private:
+  Response read_pseudonymous_patient(std::string_view id) const {
+    auto exists = store_.registry().subject_exists(id);
+    if (!exists) return internal_error(exists.error());
+    if (!*exists) return not_found("no such Patient");
+    return json_response(200, patient_json(id));
+  }
+
   const formats::Plausibility& rules() const {
     return options_.plausibility ? *options_.plausibility : formats::Plausibility::defaults();
   }
 
+  storage::Store& store_;
   const RouterOptions& options_;
 };
 
-Response route(const Handlers& h, const Request& request) {
+Response denial_response(const Denial& d) {
+  auto r = error_response(d.status, d.code, d.diagnostics);
+  if (!d.www_authenticate.empty()) r.headers.emplace_back("WWW-Authenticate", d.www_authenticate);
+  return r;
+}
+
+Response route(const Handlers& h, const Request& request, const RouterOptions& options) {
   const auto target = split_target(request.target);
   if (!target) return not_found("unknown route");
   const auto& s = target->segments;
 
-  enum class Route { kMetadata, kSearch, kObservation, kPatient, kDevice, kPatientType, kAuditEvent, kConsent };
+  enum class Route { kMetadata, kSmart, kSearch, kObservation, kPatient, kDevice, kPatientType, kAuditEvent, kConsent };
   std::optional<Route> matched;
   if (s.size() == 1 && s[0] == "metadata") matched = Route::kMetadata;
+  else if (s.size() == 2 && s[0] == ".well-known" && s[1] == "smart-configuration" && options.auth.tokens)
+    matched = Route::kSmart;
   else if (s.size() == 1 && s[0] == "Observation") matched = Route::kSearch;
   else if (s.size() == 2 && s[0] == "Observation") matched = Route::kObservation;
   else if (s.size() == 2 && s[0] == "Patient") matched = Route::kPatient;
@@ -415,26 +495,123 @@ Response route(const Handlers& h, const Request& request) {
     r.headers.emplace_back("Allow", allow);
     return r;
   };
-  if (*matched == Route::kPatientType) {
-    if (request.method == "GET") return not_found("unknown route (Patient search is not supported)");
-    if (request.method != "POST" && request.method != "PUT") return not_allowed("POST, PUT");
-    return h.write_patient(request, target->query);
-  }
-  if (*matched == Route::kConsent) {
-    if (request.method != "POST") return not_allowed("POST");
-    return h.write_consent(request);
-  }
-  if (request.method != "GET") return not_allowed("GET");
+  Endpoint endpoint{};
   switch (*matched) {
-    case Route::kMetadata: return h.metadata();
-    case Route::kSearch: return h.search_observations(target->query);
-    case Route::kObservation: return h.read_observation(s[1]);
-    case Route::kPatient: return h.read_patient(request, s[1]);
-    case Route::kDevice: return h.read_device(s[1]);
-    case Route::kAuditEvent: return h.search_audit(request, target->query);
-    default: break;
+    case Route::kMetadata:
+    case Route::kSmart:
+      if (request.method != "GET") return not_allowed("GET");
+      return *matched == Route::kMetadata ? h.metadata() : h.smart_configuration();
+    case Route::kPatientType:
+      if (request.method == "GET") return not_found("unknown route (Patient search is not supported)");
+      if (request.method != "POST" && request.method != "PUT") return not_allowed("POST, PUT");
+      endpoint = request.method == "POST" ? Endpoint::kPatientCreate : Endpoint::kPatientUpdate;
+      break;
+    case Route::kConsent:
+      if (request.method != "POST") return not_allowed("POST");
+      endpoint = Endpoint::kConsentCreate;
+      break;
+    default:
+      if (request.method != "GET") return not_allowed("GET");
+      endpoint = *matched == Route::kSearch        ? Endpoint::kObservationSearch
+                 : *matched == Route::kObservation ? Endpoint::kObservationRead
+                 : *matched == Route::kPatient     ? Endpoint::kPatientRead
+                 : *matched == Route::kDevice      ? Endpoint::kDeviceRead
+                                                   : Endpoint::kAuditEventSearch;
+      break;
+  }
+
+  // Who asks, and may they use this endpoint at all? Refusals are audited.
+  const std::string object = s.size() == 2 ? s[0] + "/" + (valid_fhir_id(s[1]) ? s[1] : std::string("?")) : s[0];
+  const std::string subject =
+      *matched == Route::kPatient && privacy::SubjectPseudonym::parse(s[1]) ? s[1] : std::string();
+  auto resolved = resolve_principal(request, options);
+  if (auto* denial = std::get_if<Denial>(&resolved)) {
+    Principal anonymous;
+    anonymous.kind = Principal::Kind::kLocal;  // so the refusal is recorded
+    anonymous.user = "anonymous";
+    anonymous.role = "none";
+    h.audit(request, anonymous, endpoint, "denied", subject, object, std::string(target->query));
+    return denial_response(*denial);
+  }
+  const Principal& principal = std::get<Principal>(resolved);
+  if (auto denial = authorise(endpoint, principal)) {
+    h.audit(request, principal, endpoint, "denied", subject, object, std::string(target->query));
+    return denial_response(*denial);
+  }
+
+  switch (endpoint) {
+    case Endpoint::kObservationSearch: return h.search_observations(request, principal, target->query);
+    case Endpoint::kObservationRead: return h.read_observation(request, principal, s[1]);
+    case Endpoint::kPatientRead: return h.read_patient(request, principal, s[1]);
+    case Endpoint::kDeviceRead: return h.read_device(request, principal, s[1]);
+    case Endpoint::kAuditEventSearch: return h.search_audit(request, principal, target->query);
+    case Endpoint::kPatientCreate:
+    case Endpoint::kPatientUpdate: return h.write_patient(request, principal, endpoint, target->query);
+    case Endpoint::kConsentCreate: return h.write_consent(request, principal);
+    case Endpoint::kMetrics: break;
   }
   return not_found("unknown route");
+}
+
+// POST /auth/token (SMART Backend Services; RFC 6749 section 4.4 with an RFC 7523 client
+// assertion): form in, JSON out, never cached (RFC 6749 section 5.1).
+Response token_endpoint(const Request& request, const RouterOptions& options) {
+  auto oauth = [](int status, std::string_view error, std::string description) {
+    JsonBuffer buffer;
+    JsonWriter w(buffer);
+    w.StartObject();
+    write_member(w, "error", error);
+    if (!description.empty()) write_member(w, "error_description", description);
+    w.EndObject();
+    Response r;
+    r.status = status;
+    r.content_type = "application/json";
+    r.body = to_string(buffer);
+    r.headers.emplace_back("Cache-Control", "no-store");
+    r.headers.emplace_back("Pragma", "no-cache");
+    return r;
+  };
+  if (request.method != "POST") {
+    auto r = oauth(405, "invalid_request", "the token endpoint takes POST");
+    r.headers.emplace_back("Allow", "POST");
+    return r;
+  }
+  std::string_view content_type;
+  for (const auto& [k, v] : request.headers)
+    if (k.size() == 12 && std::equal(k.begin(), k.end(), "content-type", [](char a, char b) {
+          return (a >= 'A' && a <= 'Z' ? a + 32 : a) == b;
+        }))
+      content_type = v;
+  if (!content_type.starts_with("application/x-www-form-urlencoded"))
+    return oauth(400, "invalid_request", "the body must be application/x-www-form-urlencoded");
+  auto form = auth::parse_form(request.body);
+  if (!form) return oauth(400, "invalid_request", form.error().message);
+  auto issued = options.auth.tokens->issue(*form, options.auth.token_url);
+  if (!issued) {
+    const auto code = auth::oauth_error(issued.error());
+    if (code == auth::OAuthError::kNone) {
+      core::log_error(kLogComponent, "token endpoint failure: " + issued.error().to_string());
+      return oauth(500, "server_error", "internal error");
+    }
+    core::log_info(kLogComponent, "token request refused: " + issued.error().reason);
+    return oauth(code == auth::OAuthError::kInvalidClient ? 401 : 400, auth::oauth_error_name(code),
+                 issued.error().message);
+  }
+  JsonBuffer buffer;
+  JsonWriter w(buffer);
+  w.StartObject();
+  write_member(w, "access_token", issued->access_token);
+  write_member(w, "token_type", issued->token_type);
+  write_key(w, "expires_in");
+  w.Int64(issued->expires_in);
+  write_member(w, "scope", issued->scope);
+  w.EndObject();
+  Response r;
+  r.content_type = "application/json";
+  r.body = to_string(buffer);
+  r.headers.emplace_back("Cache-Control", "no-store");
+  r.headers.emplace_back("Pragma", "no-cache");
+  return r;
 }
 
 }  // namespace
@@ -445,18 +622,23 @@ Router::Router(storage::Store& store, RouterOptions options) : store_(store), op
 
 Response Router::handle(const Request& request) const {
   try {
+    const Handlers handlers(store_, options_);
+    if (request.target == "/auth/token" || request.target.starts_with("/auth/token?")) {
+      if (!options_.auth.tokens) return not_found("unknown route");
+      return token_endpoint(request, options_);
+    }
     if (options_.metrics && (request.target == "/metrics" || request.target.starts_with("/metrics?"))) {
       if (request.method != "GET") {
         auto r = error_response(405, "not-supported", "method not allowed; this server only reads");
         r.headers.emplace_back("Allow", "GET");
         return r;
       }
-      Response r;
-      r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-      r.body = options_.metrics();
-      return r;
+      auto resolved = resolve_principal(request, options_);
+      if (auto* denial = std::get_if<Denial>(&resolved)) return denial_response(*denial);
+      if (auto denial = authorise(Endpoint::kMetrics, std::get<Principal>(resolved))) return denial_response(*denial);
+      return handlers.metrics();
     }
-    return route(Handlers(store_, options_), request);
+    return route(handlers, request, options_);
   } catch (const std::exception& e) {
     core::log_error(kLogComponent, std::string("request failed: ") + e.what());
     return error_response(500, "exception", "internal error");

@@ -102,7 +102,7 @@ struct IssuedToken {
 
 // What a valid bearer token grants.
 struct Grant {
-  enum class Kind { kAccessToken, kApiToken };
+  enum class Kind { kAccessToken, kApiToken, kClientCertificate };
   Kind kind = Kind::kAccessToken;
   std::string client_id;  // the registered client, or the API token's name
   std::string role;
@@ -190,6 +190,11 @@ class TokenService {
 
   // Deletes every API token with this name; returns how many there were.
   [[nodiscard]] virtual Result<int> revoke_api_tokens(std::string_view name) = 0;
+
+  // Mutual TLS (issue [6/8]): the grant of a registered client that authenticated with its
+  // certificate instead of a token — kind kClientCertificate, the client's role, organisation
+  // and all its registered scopes, no expiry. Empty when no client has this id.
+  [[nodiscard]] virtual Result<std::optional<Grant>> client_grant(std::string_view client_id) = 0;
 };
 
 }  // namespace telehub::auth
