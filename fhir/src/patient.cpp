@@ -22,6 +22,21 @@ Result<std::string> string_member(const Value& object, const char* name, const s
   return std::string(it->value.GetString(), it->value.GetStringLength());
 }
 
+// Parses a Patient body. envelope::parse_json is iterative (no recursion, so no stack
+// overflow however deep the text nests) and refuses nesting deeper than
+// envelope::kMaxJsonDepth before it parses; every element this mapping reads sits at depth 4
+// or less. Its reasons never quote the body; they start with "payload: ", which is dropped.
+Status parse_body(std::string_view json, rapidjson::Document& doc) {
+  static_assert(kMaxFhirBodyBytes == 1 << 20, "the message below states the limit");
+  if (json.size() > kMaxFhirBodyBytes) return bad("Patient", "body larger than 1 MiB");
+  if (auto s = envelope::parse_json(json, doc); !s) {
+    std::string reason = s.error().message;
+    if (reason.starts_with("payload: ")) reason.erase(0, 9);
+    return bad("Patient", "not valid JSON: " + reason);
+  }
+  return {};
+}
+
 const Value* array_member(const Value& object, const char* name) {
   auto it = object.FindMember(name);
   if (it == object.MemberEnd() || !it->value.IsArray() || it->value.Empty()) return nullptr;
@@ -32,7 +47,7 @@ const Value* array_member(const Value& object, const char* name) {
 
 Result<privacy::Person> person_from_patient(std::string_view json) {
   rapidjson::Document doc;
-  if (auto s = envelope::parse_json(json, doc); !s) return bad("Patient", "not valid JSON");
+  if (auto s = parse_body(json, doc); !s) return tl::unexpected(s.error());
   if (!doc.IsObject()) return bad("Patient", "must be a JSON object");
   auto type = string_member(doc, "resourceType", "Patient");
   if (!type) return tl::unexpected(type.error());

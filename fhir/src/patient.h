@@ -10,10 +10,15 @@
 //   telecom system phone / email                                  <-> phone / email
 // Patient.id is the subject's pseudonym, never the vault's subject id.
 //
+// Parsing limits (docs/security.md, "Injection, traversal and parsing limits"): a body larger
+// than kMaxFhirBodyBytes, or nesting arrays/objects deeper than envelope::kMaxJsonDepth (16),
+// is refused before it is parsed; the parser is iterative, so no body can exhaust the stack.
+//
 // Error policy: person_from_patient returns Result (invalid_argument/bad_patient with the FHIR
-// element path, never a value). Thread-safety: stateless.
+// element path or the parse problem, never a value). Thread-safety: stateless.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 
@@ -21,6 +26,10 @@
 #include "telehub/privacy/identity_vault.h"
 
 namespace telehub::fhir {
+
+// Largest Patient body person_from_patient parses: the HTTP server's default body limit
+// (HttpServerOptions::max_body_bytes), kept here for routers behind a larger limit.
+inline constexpr std::size_t kMaxFhirBodyBytes = 1 << 20;
 
 inline constexpr std::string_view kBsnSystem = "http://fhir.nl/fhir/NamingSystem/bsn";
 

@@ -334,8 +334,19 @@ Result<std::unique_ptr<ConsentStore>> ConsentStore::open(const std::filesystem::
 }
 
 Result<ConsentRecord> from_fhir_consent(std::string_view json) {
+  // Parsing limits (docs/security.md, "Injection, traversal and parsing limits"): at most
+  // 1 MiB (the FHIR server's default body limit); envelope::parse_json is iterative and refuses
+  // nesting deeper than envelope::kMaxJsonDepth (16) before parsing, so no body exhausts the
+  // stack. Everything read here sits at depth 5 or less. Its reasons never quote the body.
+  constexpr std::size_t kMaxConsentBytes = 1 << 20;
+  static_assert(kMaxConsentBytes == 1 << 20, "the message below states the limit");
+  if (json.size() > kMaxConsentBytes) return bad("Consent: body larger than 1 MiB");
   rapidjson::Document doc;
-  if (auto s = envelope::parse_json(json, doc); !s) return bad("Consent: " + s.error().message);
+  if (auto s = envelope::parse_json(json, doc); !s) {
+    std::string reason = s.error().message;
+    if (reason.starts_with("payload: ")) reason.erase(0, 9);  // a Consent is no device payload
+    return bad("Consent: not valid JSON: " + reason);
+  }
   if (!doc.IsObject()) return bad("Consent must be a JSON object");
   if (string_member(doc, "resourceType") != std::optional<std::string_view>("Consent"))
     return bad("resourceType must be Consent");
