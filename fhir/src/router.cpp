@@ -21,6 +21,7 @@ namespace {
 
 constexpr std::string_view kLogComponent = "fhir";
 constexpr std::string_view kContentType = "application/fhir+json; charset=utf-8";
+constexpr std::size_t kMaxAuditedQuery = 512;
 
 Response json_response(int status, std::string body) {
   Response r;
@@ -280,6 +281,8 @@ class Handlers {
     a.access_point = r.remote_address.empty() ? "unknown" : r.remote_address;
     a.subject = std::move(subject);
     a.objects = std::move(objects);
+    // The query as received, capped: a client must not be able to write kilobytes into the log.
+    if (query.size() > kMaxAuditedQuery) query = query.substr(0, kMaxAuditedQuery) + "...";
     a.query = std::move(query);
     a.source = "telehub serve";
     auto written = options_.privacy.audit->append(std::move(a));
@@ -316,16 +319,36 @@ class Handlers {
   Response write_patient(const Request& r, const Principal& p, Endpoint e, std::string_view query) const {
     const auto& v = options_.privacy;
     if (!v.vault || !v.pseudonymiser) return error_response(503, "transient", "the identity vault is not available");
+    std::string identifier;  // PUT: the conditional update's "system|value"
     if (r.method == "PUT") {
       auto params = parse_query(query);
       if (!params) return error_response(400, "value", "malformed query string (bad percent-encoding)");
-      bool has_identifier = false;
-      for (const auto& [k, val] : *params) has_identifier = has_identifier || (k == "identifier" && !val.empty());
-      if (!has_identifier)
-        return error_response(400, "required", "PUT Patient needs ?identifier=system|value (conditional update)");
+      int identifiers = 0;
+      for (const auto& [k, val] : *params) {
+        if (k == "identifier") {
+          identifier = val;
+          ++identifiers;
+        } else {
+          return error_response(400, "not-supported", "PUT Patient takes only ?identifier=system|value");
+        }
+      }
+      if (identifiers != 1 || identifier.find('|') == std::string::npos || identifier.front() == '|' ||
+          identifier.back() == '|')
+        return error_response(400, "required", "PUT Patient needs one ?identifier=system|value (conditional update)");
     }
     auto person = person_from_patient(r.body);
     if (!person) return error_response(400, "invalid", person.error().message);
+    if (!identifier.empty()) {
+      // The conditional update's identifier must be one the body carries, so the person the
+      // vault matches by the body is the one the URL names (http://hl7.org/fhir/R4/http.html#cond-update).
+      const auto bar = identifier.find('|');
+      const std::string_view system = std::string_view(identifier).substr(0, bar);
+      const std::string_view value = std::string_view(identifier).substr(bar + 1);
+      bool carried = system == "http://fhir.nl/fhir/NamingSystem/bsn" && value == person->bsn;
+      for (const auto& rn : person->record_numbers) carried = carried || (rn.system == system && rn.value == value);
+      if (!carried)
+        return error_response(400, "invalid", "the identifier of the conditional update is not among the Patient's identifiers");
+    }
     auto registered = v.vault->register_person(*person);
     if (!registered) {
       const auto& err = registered.error();

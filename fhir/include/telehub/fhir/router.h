@@ -8,14 +8,31 @@
 //   GET Observation?patient=|subject=&code=[system|]code&date=<prefix><date>&_count=&_cursor=
 //                                searchset Bundle of Observations (docs/api.md), with next link
 //   GET Observation/<id>         one Observation
-//   GET Patient/<id>             pseudonymous Patient (no name, no BSN); re-identified only
-//                                in the local care setting (RouterOptions::privacy)
+//   GET Patient/<id>             Patient: re-identified (name, BSN) for the care role within a
+//                                care relation, pseudonymous without authentication
 //   GET Device/<id>              Device
-// and, in the local care setting only ([5/8]): POST Patient, PUT Patient?identifier=,
-// GET AuditEvent, POST Consent.
-// and, outside /fhir, GET /metrics (Prometheus text format 0.0.4) when options.metrics is set.
+// ([5/8]) POST Patient, PUT Patient?identifier=system|value, GET AuditEvent, POST Consent;
+// ([6/8]) GET .well-known/smart-configuration (with options.auth.tokens); outside /fhir,
+// POST /auth/token (SMART Backend Services token endpoint, with options.auth.tokens) and
+// GET /metrics (Prometheus text format 0.0.4) when options.metrics is set.
+//
+// Access (issue [6/8], access.h and docs/security.md): with options.auth.tokens every route but
+// metadata, the SMART configuration and the token endpoint needs a bearer token or a registered
+// client certificate, and its role and scopes decide:
+//   Observation search/read   care (system/Observation.rs), only within a care relation
+//   Patient read              care (system/Patient.r), only within a care relation: identified
+//   Patient create/update     care (system/Patient.c / .u); declares the care relation
+//   Device read               care (within a care relation) or enrolment (system/Device.r)
+//   AuditEvent search         operator (system/AuditEvent.s)
+//   Consent create            care (system/Consent.c), only within a care relation
+//   /metrics                  operator
+// 401 without valid credentials (WWW-Authenticate: Bearer), 403 otherwise. Every allowed and
+// every refused access to these routes is written to the audit log first (no record, no access:
+// 503). Without options.auth.tokens: no authentication; the pseudonymous reads are open and the
+// identified routes answer 403, except in the local care setting (privacy.care_local).
 // Every error is an OperationOutcome with the matching HTTP status (400 bad parameter,
-// 404 unknown resource/route, 405 method, 500 storage failure with no details).
+// 401/403 access, 404 unknown resource/route, 405 method, 500 storage failure with no details);
+// the token endpoint answers RFC 6749 JSON errors.
 //
 // Thread-safety: handle() is const and may be called from many threads at once (the store
 // is thread-safe).
@@ -76,14 +93,14 @@ struct RouterOptions {
   // (nullptr): formats::Plausibility::defaults().
   std::shared_ptr<const formats::Plausibility> plausibility;
 
-  // Identified data (issue [5/8], docs/privacy.md). Until authentication arrives (issue [6/8])
-  // it is served only when care_local is true and only to clients on a loopback address, who
-  // then act in the care role as user "local" (the audit log records their address). Each of
-  // these accesses writes an audit record first; if that fails, the access is refused (503).
-  // Routes: POST Patient (register; conditional update by identifier: PUT
-  // Patient?identifier=system|value), GET Patient/<pseudonym> (re-identified: name, BSN),
-  // GET AuditEvent[?patient=<pseudonym>], POST Consent. Without care_local (or from another
-  // address) they answer 403, and Patient/<pseudonym> stays pseudonymous. Default: all unset.
+  // Identified data (issue [5/8], docs/privacy.md): the stores the identified routes use. With
+  // care_local (development only), clients on a loopback address that send no credentials act
+  // in the care role as user "local", with every scope and without care-relation checks (the
+  // audit log records their address). Each access writes an audit record first; if that fails,
+  // the access is refused (503). Routes: POST Patient (register; conditional update by
+  // identifier: PUT Patient?identifier=system|value, which must be one of the body's
+  // identifiers), GET Patient/<pseudonym> (re-identified: name, BSN), GET
+  // AuditEvent[?patient=<pseudonym>], POST Consent. Default: all unset.
   struct Privacy {
     std::shared_ptr<privacy::IdentityVault> vault;
     std::shared_ptr<privacy::AuditLog> audit;
@@ -96,8 +113,8 @@ struct RouterOptions {
   // Authentication and authorisation (issue [6/8], docs/security.md). With `tokens` set, every
   // route except GET metadata and POST /auth/token needs a bearer token (or, with mutual TLS,
   // the certificate of a registered client), and the role and scopes decide what it may do;
-  // privacy.care_local is then ignored. Unset (the library default, used by unit tests of
-  // other routes): no authentication, as before.
+  // privacy.care_local then applies only to loopback requests without credentials. Unset (the
+  // library default, used by unit tests of other routes): no authentication.
   struct Auth {
     std::shared_ptr<auth::TokenService> tokens;
     // The absolute URL of POST /auth/token: the aud every client assertion must carry.
