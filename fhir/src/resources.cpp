@@ -299,6 +299,28 @@ std::string capability_statement_json(const CapabilityOptions& options) {
   w.StartArray();
   w.StartObject();
   write_member(w, "mode", "server");
+  if (!options.token_url.empty()) {
+    // http://hl7.org/fhir/R4/capabilitystatement-definitions.html#CapabilityStatement.rest.security
+    write_key(w, "security");
+    w.StartObject();
+    write_key(w, "cors");
+    w.Bool(false);
+    write_key(w, "service");
+    w.StartArray();
+    w.StartObject();
+    write_key(w, "coding");
+    w.StartArray();
+    write_coding(w, "http://terminology.hl7.org/CodeSystem/restful-security-service", "SMART-on-FHIR", "SMART-on-FHIR");
+    w.EndArray();
+    w.EndObject();
+    w.EndArray();
+    write_member(w, "description",
+                 "SMART Backend Services (client_credentials with a private_key_jwt assertion, RS384 or ES384) at " +
+                     options.token_url +
+                     "; bearer tokens carry system scopes and a role (care, research, enrolment, operator); "
+                     "mutual TLS for registered clients. See .well-known/smart-configuration.");
+    w.EndObject();
+  }
   write_key(w, "resource");
   w.StartArray();
 

@@ -41,6 +41,7 @@ std::string device_json(const storage::DeviceRecord& device);
 
 struct CapabilityOptions {
   std::string base_url;  // implementation.url
+  std::string token_url;  // set: rest.security names SMART Backend Services at this token URL
 };
 std::string capability_statement_json(const CapabilityOptions& options);
 

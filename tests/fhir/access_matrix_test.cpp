@@ -378,4 +378,12 @@ TEST_CASE("the SMART configuration names the token endpoint and the supported me
   CHECK(std::string(d["token_endpoint"].GetString()) == kTokenUrl);
   CHECK(r.body.find("private_key_jwt") != std::string::npos);
   CHECK(r.body.find("ES384") != std::string::npos);
+  // The CapabilityStatement says the same, and stays valid FHIR.
+  auto metadata = f.call("GET", "/fhir/metadata", "");
+  REQUIRE(metadata.status == 200);
+  CHECK(metadata.body.find("\"SMART-on-FHIR\"") != std::string::npos);
+  CHECK(metadata.body.find(kTokenUrl) != std::string::npos);
+  auto validated = testing::fhir_validate({metadata.body});
+  INFO(validated.output);
+  CHECK(validated.exit_code == 0);
 }
