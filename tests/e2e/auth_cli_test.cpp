@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <openssl/evp.h>
+#include <sqlite3.h>
 #include <sys/stat.h>
 
 #include <fstream>
@@ -277,6 +278,27 @@ TEST_CASE("telehub care add, list and end are audited, and subject erase removes
   auto gone = run("care list" + s + d);
   CHECK(gone.exit_code == 0);
   CHECK(gone.output.find("(no care relations)") != std::string::npos);
+}
+
+TEST_CASE("no audit, no access: with the audit log unwritable, care add changes nothing", "[e2e][auth][cli]") {
+  testing::TempDir dir;
+  const auto data = dir.path() / "data";
+  const std::string d = " --data " + data.string();
+  const std::string s = " --subject " + std::string(32, 'b');
+  REQUIRE(run("care list" + s + d).exit_code == 0);  // creates the stores
+  // Another process holds the audit log's write lock: no record can be written.
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open((data / "audit.db").c_str(), &db) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(db, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr) == SQLITE_OK);
+  auto add = run("care add" + s + " --organisation ura:12345678" + d);
+  INFO(add.output);
+  CHECK(add.exit_code == 1);
+  CHECK(add.output.find("access refused") != std::string::npos);
+  sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_close(db);
+  auto list = run("care list" + s + d);
+  CHECK(list.exit_code == 0);
+  CHECK(list.output.find("(no care relations)") != std::string::npos);
 }
 
 TEST_CASE("telehub client, token and care refuse bad usage with exit 2 and a message", "[e2e][auth][cli]") {
