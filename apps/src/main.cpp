@@ -29,6 +29,9 @@ commands:
   audit verify|show|head     check the audit log's hash chain; who accessed a patient's data
   consent grant|deny|withdraw|show|import  consent records (care, research, research:<study>)
   retention apply            delete what is older than its retention period (config/retention.json)
+  client keygen|register|rotate|assertion  SMART Backend Services clients: keys, registration, JWT assertions
+  token create|revoke        API tokens for operators and researchers (shown once, stored hashed)
+  care add|end|list          care relations: which organisation treats which subject, and when (audited)
 
 common options: --data DIR (default ./data)
 )";

@@ -14,6 +14,7 @@
 #include "payload_config.h"
 #include "privacy_stores.h"
 #include "telehub/core/time.h"
+#include "telehub/privacy/care_relations.h"
 #include "telehub/storage/store.h"
 
 namespace telehub::apps {
@@ -31,9 +32,10 @@ register: puts a person in the identity vault (each field encrypted; BSN checked
   --given G --family F --birth-date YYYY-MM-DD --sex male|female|other|unknown
   --address LINE --postcode P --city C --phone P --email E
 show:     re-identification (care context, this machine only): prints the person. Audited.
-erase:    GDPR erasure: deletes the person from the vault, the pseudonym link and the consent
-          records, revokes the subject's devices (keys overwritten). What stays in the
-          measurement store is under a pseudonym nothing links back any more. Audited.
+erase:    GDPR erasure: deletes the person from the vault, the pseudonym link, the consent
+          records and the care relations, revokes the subject's devices (keys overwritten).
+          What stays in the measurement store is under a pseudonym nothing links back any
+          more. Audited.
 
 common:
   --data DIR         data directory (default ./data)
@@ -231,11 +233,16 @@ int cmd_subject(int argc, char** argv) {
   }
   auto consents = p->consent->erase_subject(pseudonym.str());
   if (!consents) return fail_with(consents.error());
+  auto care = privacy::CareRelations::open(dir->care_db());
+  if (!care) return fail_with(care.error());
+  auto relations = (*care)->erase_subject(pseudonym.str());
+  if (!relations) return fail_with(relations.error());
   auto erased = p->vault->erase(subject_id);
   if (!erased) return fail_with(erased.error());
   std::cout << "erased:       the identity of Patient/" << pseudonym.str() << " (vault fields, identifier index, "
             << "pseudonym link)\n"
             << "consent:      " << *consents << " record(s) deleted\n"
+            << "care:         " << *relations << " care relation(s) deleted\n"
             << "devices:      " << revoked << " revoked (keys overwritten)\n"
             << "kept:         readings under the pseudonym, which nothing links to a person any more; the audit "
                "log (it records the erasure)\n";

@@ -153,6 +153,8 @@ class SqliteTokenService final : public TokenService {
     if (c.client_id.empty() || c.client_id.size() > kMaxIdSize || c.role.empty() || c.role.size() > kMaxIdSize ||
         c.organisation.size() > 1024)
       return core::fail(Code::kInvalidArgument, "bad_client", "client_id or role missing or too long");
+    if (!valid_role(c.role))
+      return core::fail(Code::kInvalidArgument, "bad_role", "role must be care, research, enrolment or operator");
     if (!split_scopes(c.allowed_scopes))
       return core::fail(Code::kInvalidArgument, "bad_scope", "allowed scopes are not system scopes");
     auto jwks = parse_jwks(c.jwks_json);
@@ -298,6 +300,8 @@ class SqliteTokenService final : public TokenService {
                                        std::optional<std::chrono::seconds> expires_in) override {
     if (name.empty() || name.size() > kMaxIdSize || role.empty() || role.size() > kMaxIdSize)
       return core::fail(Code::kInvalidArgument, "bad_client", "name or role missing or too long");
+    if (!valid_role(role))
+      return core::fail(Code::kInvalidArgument, "bad_role", "role must be care, research, enrolment or operator");
     auto tokens = split_scopes(scopes);
     if (!tokens) return core::fail(Code::kInvalidArgument, "bad_scope", "scopes are not system scopes");
     if (expires_in && expires_in->count() <= 0)
@@ -444,6 +448,10 @@ Result<std::string> form_decode(std::string_view text) {
 }
 
 }  // namespace
+
+bool valid_role(std::string_view role) {
+  return std::find(kRoles.begin(), kRoles.end(), role) != kRoles.end();
+}
 
 bool Grant::allows(std::string_view resource_type, char interaction) const {
   const std::size_t bit = kCruds.find(interaction);

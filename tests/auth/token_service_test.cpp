@@ -38,7 +38,7 @@ struct Fixture {
     REQUIRE(service->register_client(
         {"hospital-a",
          t::jwks_json({t::jwk_json(t::shared_rsa(), "rsa-1"), t::jwk_json(t::shared_ec(), "ec-1")}),
-         "system/Observation.rs system/Patient.read", "hospital", "St Elsewhere"}));
+         "system/Observation.rs system/Patient.read", "care", "St Elsewhere"}));
   }
 
   struct Assertion {
@@ -101,7 +101,7 @@ TEST_CASE("token service issues an access token for an ES384 assertion", "[auth]
   REQUIRE(grant);
   CHECK(grant->kind == Grant::Kind::kAccessToken);
   CHECK(grant->client_id == "hospital-a");
-  CHECK(grant->role == "hospital");
+  CHECK(grant->role == "care");
   CHECK(grant->organisation == "St Elsewhere");
   CHECK(grant->scopes == std::vector<std::string>{"system/Observation.rs"});
   CHECK(grant->expires == f.clock.now() + std::chrono::seconds(300));
@@ -292,14 +292,14 @@ TEST_CASE("access tokens expire and unknown tokens are refused", "[auth]") {
 
 TEST_CASE("API tokens authenticate until revoked or expired", "[auth]") {
   Fixture f;
-  auto token = f.service->create_api_token("dr-research", "researcher", "system/Observation.rs");
+  auto token = f.service->create_api_token("dr-research", "research", "system/Observation.rs");
   REQUIRE(token);
   f.clock.advance(std::chrono::hours(24 * 365));
   auto grant = f.service->authenticate(*token);
   REQUIRE(grant);
   CHECK(grant->kind == Grant::Kind::kApiToken);
   CHECK(grant->client_id == "dr-research");
-  CHECK(grant->role == "researcher");
+  CHECK(grant->role == "research");
   CHECK_FALSE(grant->expires);
   CHECK(grant->allows("Observation", 'r'));
 
@@ -312,7 +312,11 @@ TEST_CASE("API tokens authenticate until revoked or expired", "[auth]") {
   CHECK(f.service->revoke_api_tokens("dr-research").value() == 1);
   CHECK(f.service->authenticate(*token).error().reason == "invalid_token");
   CHECK(f.service->create_api_token("x", "", "system/Observation.rs").error().reason == "bad_client");
-  CHECK(f.service->create_api_token("x", "r", "openid").error().reason == "bad_scope");
+  CHECK(f.service->create_api_token("x", "research", "openid").error().reason == "bad_scope");
+  for (const char* role : {"researcher", "hospital", "Operator", "admin"})
+    CHECK(f.service->create_api_token("x", role, "system/Observation.rs").error().reason == "bad_role");
+  for (const char* role : {"care", "research", "enrolment", "operator"})
+    CHECK(f.service->create_api_token("x", role, "system/Observation.rs"));
 }
 
 TEST_CASE("tokens are stored hashed, never in the SQLite file", "[auth]") {
@@ -349,20 +353,26 @@ TEST_CASE("client registration checks its inputs", "[auth]") {
   const std::string ec = t::jwk_json(t::shared_ec(), "k");
   SECTION("RSA key below 3072 bits") {
     auto r = f.service->register_client(
-        {"hospital-b", t::jwks_json({t::jwk_json(t::rsa_key(2048), "small")}), "system/Observation.rs", "hospital", ""});
+        {"hospital-b", t::jwks_json({t::jwk_json(t::rsa_key(2048), "small")}), "system/Observation.rs", "care", ""});
     REQUIRE_FALSE(r);
     CHECK(r.error().reason == "weak_key");
   }
   SECTION("duplicate client, bad scopes, missing role") {
-    CHECK(f.service->register_client({"hospital-a", t::jwks_json({ec}), "system/Observation.rs", "hospital", ""})
+    CHECK(f.service->register_client({"hospital-a", t::jwks_json({ec}), "system/Observation.rs", "care", ""})
               .error()
               .reason == "client_exists");
-    CHECK(f.service->register_client({"hospital-b", t::jwks_json({ec}), "user/Observation.rs", "hospital", ""})
+    CHECK(f.service->register_client({"hospital-b", t::jwks_json({ec}), "user/Observation.rs", "care", ""})
               .error()
               .reason == "bad_scope");
     CHECK(f.service->register_client({"hospital-b", t::jwks_json({ec}), "system/Observation.rs", "", ""})
               .error()
               .reason == "bad_client");
+    for (const char* role : {"hospital", "researcher", "CARE", "care "}) {
+      auto r = f.service->register_client({"hospital-b", t::jwks_json({ec}), "system/Observation.rs", role, ""});
+      REQUIRE_FALSE(r);
+      CHECK(r.error().code == core::Code::kInvalidArgument);
+      CHECK(r.error().reason == "bad_role");
+    }
   }
   SECTION("key rotation: the new key works, the old one no longer does") {
     const auto fresh = t::ec_key();

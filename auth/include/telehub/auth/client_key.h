@@ -7,8 +7,9 @@
 // PEM (PKCS#8, unencrypted: protect the file, 0600); the JWK Set holds the public key only,
 // with "kid" = the RFC 7638 JWK thumbprint (SHA-256, base64url), "alg" and "use":"sig".
 //
-// Error policy: Result, never throws. invalid_argument/bad_key for a PEM that is not a
-// P-384 EC or >= 3072-bit RSA private key, invalid_argument/bad_assertion for empty claims;
+// Error policy: Result, never throws. invalid_argument/bad_key for a PEM that is not an
+// unencrypted P-384 EC or 3072..8192-bit RSA private key (what parse_jwks() accepts),
+// invalid_argument/bad_assertion for an empty client_id or token_url or a lifetime <= 0;
 // internal/crypto when OpenSSL fails.
 //
 // Thread-safety: stateless functions.

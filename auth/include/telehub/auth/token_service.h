@@ -38,6 +38,7 @@
 // serialises its use of the one SQLite connection. Lifetime: the Clock must outlive it.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -64,6 +65,15 @@ using FormParams = std::vector<std::pair<std::string, std::string>>;
 // urlencoded parsing"; '+' is a space, %XX an octet). At most 16 KiB. Fails with
 // invalid_argument/invalid_request on a bad percent escape or a larger body.
 [[nodiscard]] Result<FormParams> parse_form(std::string_view body);
+
+// The roles a client or API token can carry (issue [6/8]): "care" (a care provider's system;
+// identified data of subjects in an active care relation with its organisation), "research"
+// (pseudonymised data), "enrolment" (device and subject enrolment), "operator" (the hub's
+// administrators).
+inline constexpr std::array<std::string_view, 4> kRoles = {"care", "research", "enrolment", "operator"};
+
+// True when `role` is one of kRoles (exact, case-sensitive).
+bool valid_role(std::string_view role);
 
 // RFC 6749 section 5.2 error codes.
 enum class OAuthError {
@@ -122,9 +132,11 @@ struct ClientRegistration {
   std::string jwks_json;
   // The scopes it may request, space-separated system scopes. REQUIRES: at least one.
   std::string allowed_scopes;
-  // The role its tokens carry (e.g. "hospital"). REQUIRES: non-empty.
+  // The role its tokens carry. REQUIRES: one of kRoles ("care" for a hospital system, which
+  // should then name its organisation).
   std::string role;
-  // Free text for operators. Default: empty.
+  // The client's organisation (for role care: the organisation of its care relations,
+  // privacy::valid_organisation; the CLI enforces that). Default: empty.
   std::string organisation;
 };
 
@@ -150,8 +162,8 @@ class TokenService {
                                                                   const TokenServiceOptions& options = {});
   virtual ~TokenService() = default;
 
-  // Registers a client. Fails with invalid_argument/bad_client (client_id, role or scopes
-  // missing or too long), invalid_argument/bad_scope, the parse_jwks() errors (bad_jwks,
+  // Registers a client. Fails with invalid_argument/bad_client (client_id or role missing or
+  // too long), invalid_argument/bad_role (role not in kRoles), invalid_argument/bad_scope, the parse_jwks() errors (bad_jwks,
   // weak_key, unsupported_key), already_exists/client_exists when the id is registered.
   [[nodiscard]] virtual Status register_client(const ClientRegistration& client) = 0;
 
@@ -183,7 +195,8 @@ class TokenService {
 
   // Creates an API token for an operator or researcher and returns it; this is the only time
   // it is visible (only its hash is stored). `expires_in` none: no expiry. Fails with
-  // invalid_argument/bad_client (empty name or role), invalid_argument/bad_scope.
+  // invalid_argument/bad_client (empty name or role, or expires_in not positive),
+  // invalid_argument/bad_role (role not in kRoles), invalid_argument/bad_scope.
   [[nodiscard]] virtual Result<std::string> create_api_token(std::string_view name, std::string_view role,
                                                              std::string_view scopes,
                                                              std::optional<std::chrono::seconds> expires_in = {}) = 0;
