@@ -19,6 +19,7 @@
 #include "telehub/formats/senml_encode.h"
 #include "telehub/gateway/gateway.h"
 #include "privacy_stores.h"
+#include "telehub/privacy/care_relations.h"
 #include "telehub/privacy/pseudonym.h"
 
 namespace telehub::apps {
@@ -38,6 +39,9 @@ constexpr const char* kSimulateHelp = R"(usage: telehub simulate [options]
                         development only); must be the hub's
   --format F            payload format of newly enrolled devices: native, senml, or mixed (every
                         second patient senml; default). Enrolled devices keep theirs.
+  --care-organisation ORG  record a care relation of ORG with each newly enrolled patient (in
+                        <data>/care.db, audited as care.add), so a care client of ORG may read
+                        them (docs/security.md)
 )";
 
 struct SimPatient {
@@ -100,7 +104,8 @@ Status publish_chunked(SimPatient& p, const std::vector<core::Reading>& readings
 }  // namespace
 
 int cmd_simulate(int argc, char** argv) {
-  auto parsed = parse_args(argc, argv, 2, {"data", "patients", "history-hours", "interval-ms", "duration-s", "broker", "kek-file", "format"},
+  auto parsed = parse_args(argc, argv, 2, {"data", "patients", "history-hours", "interval-ms", "duration-s", "broker", "kek-file", "format",
+                            "care-organisation"},
                            {"help"});
   if (!parsed) {
     std::cerr << "telehub: " << parsed.error().message << "\n" << kSimulateHelp;
@@ -144,6 +149,17 @@ int cmd_simulate(int argc, char** argv) {
 
   auto privacy_stores = open_privacy(*dir, *kek);
   if (!privacy_stores) return fail_with(privacy_stores.error());
+  const std::string organisation = args.get("care-organisation");
+  std::unique_ptr<privacy::CareRelations> care;
+  if (args.has("care-organisation")) {
+    if (!privacy::valid_organisation(organisation)) {
+      std::cerr << "telehub: --care-organisation must be 1..128 characters from A-Z a-z 0-9 . _ : -\n";
+      return 2;
+    }
+    auto opened = privacy::CareRelations::open(dir->care_db());
+    if (!opened) return fail_with(opened.error());
+    care = std::move(*opened);
+  }
   std::vector<SimPatient> sims;
   {
     auto store = storage::open_sqlite_store({dir->db()}, core::system_clock());
@@ -164,6 +180,15 @@ int cmd_simulate(int argc, char** argv) {
                                                              "registration"));
             !a)
           return fail_with(a.error());
+        if (care) {
+          // Audit first: no record, no change.
+          if (auto a = privacy_stores->audit->append(cli_audit("care.add", 'C', pseudonym.str(),
+                                                               "CareRelation/" + organisation, "registration"));
+              !a)
+            return fail_with(a.error());
+          if (auto added = care->add(pseudonym.str(), organisation, core::system_clock().now(), "simulate"); !added)
+            return fail_with(added.error());
+        }
         auto e = enrol_device(*dir, **store, *kek, registered->subject_id, broker_uri, file, senml ? "senml" : "native");
         if (!e) return fail_with(e.error());
         std::cout << "enrolled " << e->device_id << " for " << subject_id << " (Patient/" << e->subject_pseudonym
