@@ -183,7 +183,7 @@ int cmd_simulate(int argc, char** argv) {
         if (care) {
           // Audit first: no record, no change.
           if (auto a = privacy_stores->audit->append(cli_audit("care.add", 'C', pseudonym.str(),
-                                                               "CareRelation/" + organisation, "registration"));
+                                                               "CareRelation organisation=" + organisation, "care-relation"));
               !a)
             return fail_with(a.error());
           if (auto added = care->add(pseudonym.str(), organisation, core::system_clock().now(), "simulate"); !added)
