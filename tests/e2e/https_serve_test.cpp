@@ -148,11 +148,13 @@ TEST_CASE("telehub serve speaks HTTPS by default, with HSTS and a certificate fr
   INFO(tls11.output);
   CHECK(tls11.exit_code != 0);
   CHECK(tls11.output.find("Cipher is (NONE)") != std::string::npos);
+  CHECK(tls11.output.find("alert protocol version") != std::string::npos);  // the server's refusal
   for (const char* cbc : {"ECDHE-RSA-AES128-SHA", "ECDHE-ECDSA-AES128-SHA", "ECDHE-ECDSA-AES128-SHA256"}) {
     auto r = s_client(port, std::string("-tls1_2 -cipher ") + cbc);
     INFO(cbc << ": " << r.output);
     CHECK(r.exit_code != 0);
     CHECK(r.output.find("Cipher is (NONE)") != std::string::npos);
+    CHECK(r.output.find("alert handshake failure") != std::string::npos);
   }
 
   CHECK(serve.stop() == 0);
