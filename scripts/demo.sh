@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The demo: installs what is missing, builds, starts the hub (embedded Mosquitto, ingest,
-# FHIR API on 127.0.0.1:8080) and three simulated patients' gateways, waits until readings
+# FHIR API in development mode: plain HTTP on 127.0.0.1:8080) and three simulated patients' gateways, waits until readings
 # are stored, and shows how to look at them. Ctrl-C stops everything cleanly.
 #   DEMO_DATA=dir    data directory (default ./data)
 #   DEMO_PORT=port   FHIR API port (default 8080)
@@ -30,9 +30,10 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 echo "starting the hub (log: $LOG) ..."
-# --care-local: this machine acts as the care team's system, so the demo can show a
-# re-identified (and audited) Patient; docs/privacy.md.
-"$BIN" serve --data "$DATA" --http-port "$PORT" --care-local >"$LOG" 2>&1 &
+# Development mode: --insecure-http serves plain HTTP (allowed on 127.0.0.1 only; serve's
+# default is HTTPS), and --care-local lets this machine act as the care team's system without a
+# token, so the demo can show a re-identified (and audited) Patient; docs/privacy.md.
+"$BIN" serve --data "$DATA" --http-port "$PORT" --insecure-http --care-local >"$LOG" 2>&1 &
 hub_pid=$!
 for _ in $(seq 1 100); do
   if curl -sf "http://127.0.0.1:$PORT/fhir/metadata" >/dev/null 2>&1; then break; fi

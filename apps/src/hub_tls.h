@@ -4,10 +4,14 @@
 //   <data>/ca/ca.pem, ca.key          the development CA (created on first use; ca.key 0600)
 //   <data>/tls/broker.pem, .key       the embedded broker's server certificate (CN telehub-broker)
 //   <data>/tls/hub.pem, .key          the hub's client certificate (CN telehub-hub)
+//   <data>/tls/api.pem, .key          the FHIR API's HTTPS server certificate (CN telehub-api)
+//   <data>/tls/api.hosts              the extra subjectAltNames api.pem was issued for
 //
 // serve issues the broker's and the hub's certificates afresh at every start (cheap, and they
 // never expire under a running installation); enrolment issues each device a client
-// certificate whose CN is its device id, carried in the provisioning file.
+// certificate whose CN is its device id, carried in the provisioning file. The API certificate
+// is kept across restarts (HTTPS clients may pin it) and reissued only when needed; see
+// prepare_api_tls().
 #pragma once
 
 #include <filesystem>
@@ -34,6 +38,25 @@ struct HubTlsFiles {
 // Opens (or creates) the development CA and issues the broker certificate (subjectAltName
 // 127.0.0.1, localhost and `broker_host`) and the hub certificate. Fails with the pki reasons.
 [[nodiscard]] Result<HubTlsFiles> prepare_embedded_tls(const DataDir& dir, const std::string& broker_host);
+
+struct ApiTlsFiles {
+  std::filesystem::path ca;          // <data>/ca/ca.pem: what HTTPS clients trust (curl --cacert)
+  std::filesystem::path cert, key;   // <data>/tls/api.pem, api.key (0600)
+};
+
+// The HTTPS server certificate of the FHIR API (`telehub serve` without --https-cert), from the
+// same development CA as the broker's: CN telehub-api, EC P-256 key (pki::DevCa), subjectAltName
+// IP:127.0.0.1, DNS:localhost and `http_host` when it is another name or address (for a
+// wildcard listen address, 0.0.0.0 or ::, the machine's host name instead). Opens (or creates)
+// the CA. Keeps the existing api.pem/api.key and issues a new pair only when one of them is
+// missing, when api.hosts does not list exactly the extra names wanted now, when ca.pem is newer
+// than api.pem (the CA was replaced), or when api.pem is over a year old (it is valid for two).
+// Fails with the pki reasons (pki_io, pki_crypto).
+[[nodiscard]] Result<ApiTlsFiles> prepare_api_tls(const DataDir& dir, const std::string& http_host);
+
+// Whether an HTTP listen address is on this machine only: an IPv4 address in 127.0.0.0/8,
+// ::1, or the name localhost (any case). 0.0.0.0, :: and other names are not.
+bool is_loopback_host(const std::string& host);
 
 // Whether a broker URI needs TLS (ssl://, mqtts://).
 bool is_tls_uri(const std::string& broker_uri);

@@ -1,7 +1,9 @@
 // `telehub serve`: the hub. With no options it creates ./data, starts an embedded Mosquitto
 // on a free loopback port with TLS and client certificates (development CA in <data>/ca),
-// subscribes, and serves the FHIR API on 127.0.0.1:8080. It keeps the broker's list of refused
-// identities equal to the registry's revoked devices (checked every second).
+// subscribes, and serves the FHIR API over HTTPS on 127.0.0.1:8080 (a server certificate from
+// the same development CA, unless --https-cert/--https-key; plain HTTP only with --insecure-http
+// on a loopback address). It keeps the broker's list of refused identities equal to the
+// registry's revoked devices (checked every second).
 #include <signal.h>
 
 #include <algorithm>
@@ -12,6 +14,7 @@
 #include "commands.h"
 #include "hub_files.h"
 #include "hub_tls.h"
+#include "telehub/auth/token_service.h"
 #include "telehub/broker/embedded_broker.h"
 #include "telehub/core/log.h"
 #include "telehub/fhir/http_server.h"
@@ -19,6 +22,7 @@
 #include "telehub/ingest/metrics.h"
 #include "telehub/ingest/mqtt_subscriber.h"
 #include "telehub/ingest/pipeline.h"
+#include "telehub/privacy/care_relations.h"
 #include "telehub/privacy/pseudonym.h"
 #include "telehub/storage/store.h"
 #include "payload_config.h"
@@ -31,6 +35,17 @@ constexpr const char* kServeHelp = R"(usage: telehub serve [options]
   --data DIR           data directory (default ./data)
   --http-host HOST     FHIR API listen address (default 127.0.0.1)
   --http-port PORT     FHIR API port (default 8080; 0 picks a free one)
+                       The API speaks HTTPS only (TLS 1.2/1.3, HSTS; docs/security.md). Without
+                       --https-cert it uses a certificate (CN telehub-api) from the development CA
+                       in <data>/ca, kept in <data>/tls/api.pem; clients trust <data>/ca/ca.pem
+                       (curl --cacert DATA/ca/ca.pem https://127.0.0.1:8080/fhir/metadata)
+  --https-cert FILE    the API's server certificate (PEM, chain may follow), with --https-key
+  --https-key FILE     its unencrypted private key (PEM): RSA >= 3072 bits or ECDSA P-256/P-384
+  --https-client-ca FILE  CA certificates (PEM) for client certificates (mutual TLS): clients are
+                       asked for a certificate and it is verified against FILE, but one is not
+                       required (clients without one authenticate with a bearer token)
+  --insecure-http      plain HTTP instead of HTTPS, development only: refused unless --http-host
+                       is a loopback address (127.0.0.0/8, ::1, localhost)
   --broker URI         use an external broker instead of the embedded one: ssl://host:port with
                        --tls-ca/--tls-cert/--tls-key (the hub's certificate, CN telehub-hub),
                        or tcp://host:port (plain MQTT: development only)
@@ -47,9 +62,10 @@ constexpr const char* kServeHelp = R"(usage: telehub serve [options]
   --log-level LEVEL    debug|info|warn|error (default info)
   --kek-file PATH      key-encryption key file, outside the data directory (default: $TELEHUB_KEK,
                        else ~/.config/telehub/kek, created on first use: development only)
-  --care-local         serve identified data (re-identified Patient, Patient registration, AuditEvent,
-                       Consent) to clients on this machine, as the care role; every access is
-                       audited (docs/privacy.md). Until authentication arrives, off by default.
+  --care-local         development only: with --insecure-http, clients on this machine that send no
+                       token act in the care role (user local) and get identified data
+                       (re-identified Patient, Patient registration, AuditEvent, Consent); every
+                       access is audited (docs/privacy.md). Refused without --insecure-http.
   --config DIR         device payload configuration: mapping templates in DIR/mappings, plausibility
                        rules in DIR/plausibility.json (default: $TELEHUB_CONFIG_DIR, else the
                        config/ directory of the source tree; docs/payloads.md)
@@ -60,8 +76,9 @@ constexpr const char* kServeHelp = R"(usage: telehub serve [options]
 int cmd_serve(int argc, char** argv) {
   auto parsed = parse_args(argc, argv, 2,
                            {"data", "http-host", "http-port", "broker", "broker-port", "client-id", "log-level", "kek-file",
-                            "tls-ca", "tls-cert", "tls-key", "plaintext-port", "config"},
-                           {"shared", "help", "care-local"});
+                            "tls-ca", "tls-cert", "tls-key", "plaintext-port", "config", "https-cert", "https-key",
+                            "https-client-ca"},
+                           {"shared", "help", "care-local", "insecure-http"});
   if (!parsed) {
     std::cerr << "telehub: " << parsed.error().message << "\n" << kServeHelp;
     return 2;
@@ -99,6 +116,29 @@ int cmd_serve(int argc, char** argv) {
                  "uses the development CA in <data>/ca\n";
     return 2;
   }
+  // The FHIR API: HTTPS unless --insecure-http, which is for a loopback address only; the
+  // token-less care role (--care-local) only in that development mode.
+  const std::string http_host = args.get("http-host", "127.0.0.1");
+  const bool insecure_http = args.has("insecure-http");
+  if (args.has("https-cert") != args.has("https-key")) {
+    std::cerr << "telehub: --https-cert and --https-key go together (the certificate and its private key)\n";
+    return 2;
+  }
+  if (insecure_http && (args.has("https-cert") || args.has("https-client-ca"))) {
+    std::cerr << "telehub: --https-cert/--https-key/--https-client-ca are for HTTPS, not with --insecure-http\n";
+    return 2;
+  }
+  if (insecure_http && !is_loopback_host(http_host)) {
+    std::cerr << "telehub: --insecure-http serves plain HTTP, so only on a loopback --http-host (127.0.0.1, ::1, "
+                 "localhost), not on "
+              << http_host << "; use HTTPS (the default) for other addresses\n";
+    return 2;
+  }
+  if (args.has("care-local") && !insecure_http) {
+    std::cerr << "telehub: --care-local lets clients without a token act in the care role; it is for development "
+                 "only and needs --insecure-http (on a loopback address)\n";
+    return 2;
+  }
   const std::string level = args.get("log-level", "info");
   if (level == "debug") core::set_log_level(core::LogLevel::kDebug);
   else if (level == "warn") core::set_log_level(core::LogLevel::kWarn);
@@ -131,6 +171,41 @@ int cmd_serve(int argc, char** argv) {
   auto privacy_stores = open_privacy(*dir, *kek);
   if (!privacy_stores) return fail_with(privacy_stores.error());
   pipeline_opts->vault = privacy_stores->vault;
+
+  // Authentication (issue [6/8], docs/security.md): registered API clients and their tokens,
+  // and the care relations that limit what the care role sees.
+  auto tokens = auth::TokenService::open(dir->auth_db(), core::system_clock());
+  if (!tokens) return fail_with(tokens.error());
+  std::shared_ptr<privacy::CareRelations> care_relations;
+  if (auto care = privacy::CareRelations::open(dir->care_db())) {
+    care_relations = std::move(*care);
+  } else if (care.error().code == core::Code::kUnimplemented) {
+    // TODO(merge): make this fatal (return fail_with) once CareRelations::open is implemented.
+    core::log_warn("serve", "care relations not available yet (" + care.error().to_string() +
+                                "); continuing without them");
+  } else {
+    return fail_with(care.error());
+  }
+
+  // The API's TLS files: given, or issued from the development CA (kept across restarts).
+  std::optional<fhir::TlsOptions> api_tls;
+  if (!insecure_http) {
+    fhir::TlsOptions t;
+    if (args.has("https-cert")) {
+      t.cert_file = args.get("https-cert");
+      t.key_file = args.get("https-key");
+    } else {
+      auto files = prepare_api_tls(*dir, http_host);
+      if (!files) return fail_with(files.error());
+      t.cert_file = files->cert;
+      t.key_file = files->key;
+    }
+    if (args.has("https-client-ca")) {
+      t.client_ca_file = args.get("https-client-ca");
+      t.require_client_certificate = false;  // asked for and verified; tokens are the other way in
+    }
+    api_tls = std::move(t);
+  }
 
   // Acknowledge after the commit (synchronous=NORMAL: survives a crash of the hub), receipts
   // after the WAL is synced (survives power loss): docs/ingest.md.
@@ -205,15 +280,19 @@ int cmd_serve(int argc, char** argv) {
   if (!subscriber) return fail_with(subscriber.error());
 
   fhir::HttpServerOptions ho;
-  ho.host = args.get("http-host", "127.0.0.1");
+  ho.host = http_host;
   ho.port = static_cast<std::uint16_t>(*http_port);
+  ho.tls = api_tls;
   if (ho.port == 0) {
     // The router needs its absolute base URL up front, so pick the free port here.
     auto port = broker::find_free_port(ho.host);
     if (!port) return fail_with(port.error());
     ho.port = *port;
   }
-  const std::string base = "http://" + ho.host + ":" + std::to_string(ho.port) + "/fhir";
+  const std::string origin = std::string(insecure_http ? "http://" : "https://") +
+                             (ho.host.find(':') != std::string::npos ? "[" + ho.host + "]" : ho.host) + ":" +
+                             std::to_string(ho.port);
+  const std::string base = origin + "/fhir";
   fhir::RouterOptions ro;
   ro.base_url = base;
   ro.plausibility = pipeline_opts->plausibility;
@@ -222,6 +301,9 @@ int cmd_serve(int argc, char** argv) {
   ro.privacy.consent = privacy_stores->consent;
   ro.privacy.pseudonymiser = privacy_stores->pseudonymiser;
   ro.privacy.care_local = args.has("care-local");
+  ro.auth.tokens = std::move(*tokens);
+  ro.auth.token_url = origin + "/auth/token";
+  ro.auth.care_relations = care_relations;
   ro.metrics = [&pipeline, sub = subscriber->get()] {
     return ingest::prometheus_text(pipeline.counters(), {sub->connected(), sub->stalled()});
   };
@@ -230,7 +312,10 @@ int cmd_serve(int argc, char** argv) {
   if (auto s = write_hub_info(*dir, info); !s) return fail_with(s.error());
   auto server = fhir::HttpServer::start(ho, router);
   if (!server) return fail_with(server.error());
-  core::log_info("serve", "FHIR API at " + base + " ; data in " + dir->root.string());
+  core::log_info("serve", "FHIR API at " + base +
+                              (insecure_http ? std::string(" (plain HTTP: development only)")
+                                             : " (HTTPS; certificate " + api_tls->cert_file.string() + ")") +
+                              " ; data in " + dir->root.string());
   std::cout << "telehub: serving; FHIR API at " << base << "/metadata ; broker " << info.broker_uri
             << " ; stop with Ctrl-C" << std::endl;
 

@@ -33,7 +33,9 @@ std::string slurp(const std::filesystem::path& p) {
   return ss.str();
 }
 
-// Starts `telehub serve` in the background; returns its pid.
+// Starts `telehub serve` in the background; returns its pid. Development mode (plain HTTP on
+// loopback, token-less clients in the care role), as the demo runs it: these tests read
+// Observations with a bare curl. HTTPS, the default, is tested in https_serve_test.cpp.
 pid_t spawn_serve(const std::filesystem::path& data, const std::filesystem::path& log) {
   pid_t pid = fork();
   if (pid == 0) {
@@ -41,7 +43,8 @@ pid_t spawn_serve(const std::filesystem::path& data, const std::filesystem::path
     std::freopen(log.c_str(), "a", stderr);
     ::setenv("TELEHUB_KEK", kKekHex.c_str(), 1);
     std::string b = bin_path("telehub"), d = data.string();
-    execl(b.c_str(), b.c_str(), "serve", "--data", d.c_str(), "--http-port", "0", static_cast<char*>(nullptr));
+    execl(b.c_str(), b.c_str(), "serve", "--data", d.c_str(), "--http-port", "0", "--insecure-http", "--care-local",
+          static_cast<char*>(nullptr));
     _exit(127);
   }
   return pid;
@@ -98,6 +101,7 @@ TEST_CASE("telehub serve + device enroll + telehub-gateway: readings reach the F
   std::smatch m;
   REQUIRE(std::regex_search(hub, m, std::regex("\"fhir\":\"([^\"]+)\"")));
   const std::string base = m[1];
+  CHECK(base.rfind("http://127.0.0.1:", 0) == 0);  // --insecure-http
   // The embedded broker speaks only TLS with client certificates.
   CHECK(hub.find("\"broker\":\"ssl://127.0.0.1:") != std::string::npos);
   const std::string conf = slurp(data / "broker" / "mosquitto.conf");

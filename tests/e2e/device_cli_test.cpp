@@ -118,6 +118,8 @@ TEST_CASE("after enrolment the database holds no device key and no pseudonym key
   auto serve_wrong = testing::run_command(telehub_cmd("serve --http-port 0 --data " + data.string(), std::string(64, '0')));
   CHECK(serve_wrong.exit_code == 1);
   CHECK(serve_wrong.output.find("unwrap_failed") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(data / "tls" / "api.pem"));  // no API certificate issued
+  CHECK_FALSE(std::filesystem::exists(data / "auth.db"));          // no token store created
 
   // --kek-file: refused inside the data directory and when group-readable; accepted otherwise.
   const auto inside = data / "kek";

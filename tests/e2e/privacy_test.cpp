@@ -74,8 +74,9 @@ TEST_CASE("after a demo run no vault identifier and no BSN is in the measurement
           "[e2e][privacy]") {
   testing::TempDir dir;
   const auto data = dir.path() / "data";
-  // The demo: serve with its embedded broker, then simulated patients (registered in the vault).
-  const std::string serve = telehub_cmd("serve --data " + data.string() + " --http-port 0");
+  // The demo: serve with its embedded broker (in the demo's development mode, plain HTTP on
+  // loopback with the token-less care role), then simulated patients (registered in the vault).
+  const std::string serve = telehub_cmd("serve --data " + data.string() + " --http-port 0 --insecure-http --care-local");
   auto server = testing::run_command("(" + serve + " > " + (dir.path() / "serve.log").string() + " 2>&1 & echo $! > " +
                                      (dir.path() / "serve.pid").string() + ")");
   REQUIRE(server.exit_code == 0);

@@ -1,0 +1,298 @@
+// `telehub serve` serves the FHIR API over HTTPS by default (issue [6/8] item 1): the real
+// binary, checked with the real curl and openssl command-line tools.
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include "test_support.h"
+
+using namespace telehub;
+using namespace std::chrono_literals;
+
+namespace {
+
+// A test KEK, so the commands never touch the real ~/.config/telehub/kek.
+const std::string kKekHex(64, 'e');
+
+std::string bin_path() { return std::string(TELEHUB_BINARY_DIR) + "/apps/telehub"; }
+std::string telehub_cmd(const std::string& args) { return "TELEHUB_KEK=" + kKekHex + " " + bin_path() + " " + args; }
+
+std::string slurp(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A running `telehub serve --data <data> --http-port 0 <extra...>`, stopped with SIGTERM on
+// destruction. base() is the FHIR base URL from hub.json (empty when serve did not come up).
+class Serve {
+ public:
+  Serve(const std::filesystem::path& data, const std::filesystem::path& log, const std::vector<std::string>& extra)
+      : log_(log) {
+    std::filesystem::remove(data / "hub.json");
+    pid_ = fork();
+    if (pid_ == 0) {
+      std::freopen(log.c_str(), "w", stdout);
+      std::freopen(log.c_str(), "a", stderr);
+      ::setenv("TELEHUB_KEK", kKekHex.c_str(), 1);
+      std::vector<std::string> args{bin_path(), "serve", "--data", data.string(), "--http-port", "0"};
+      args.insert(args.end(), extra.begin(), extra.end());
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    // serve writes hub.json once its broker is up, just before the API listens; the log line
+    // "telehub: serving" follows once it listens.
+    for (int i = 0; i < 300 && slurp(log).find("telehub: serving") == std::string::npos; ++i)
+      std::this_thread::sleep_for(50ms);
+    std::smatch m;
+    const std::string hub = slurp(data / "hub.json");
+    if (std::regex_search(hub, m, std::regex("\"fhir\":\"([^\"]+)\""))) base_ = m[1];
+  }
+  ~Serve() { (void)stop(); }
+  const std::string& base() const { return base_; }
+  std::string log() const { return slurp(log_); }
+  // The port of base(), "0" when unknown.
+  std::string port() const {
+    std::smatch m;
+    return std::regex_search(base_, m, std::regex(":([0-9]+)/fhir$")) ? m[1].str() : std::string("0");
+  }
+  // SIGTERM and wait; the exit status (-1 when already stopped or killed by a signal).
+  int stop() {
+    if (pid_ <= 0) return -1;
+    ::kill(pid_, SIGTERM);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+
+ private:
+  std::filesystem::path log_;
+  pid_t pid_ = -1;
+  std::string base_;
+};
+
+// `openssl s_client` against 127.0.0.1:port with the given options; exit code 0 = handshake done.
+testing::CommandResult s_client(const std::string& port, const std::string& options) {
+  return testing::run_command("openssl s_client -connect 127.0.0.1:" + port + " " + options + " </dev/null 2>&1");
+}
+
+}  // namespace
+
+TEST_CASE("telehub serve speaks HTTPS by default, with HSTS and a certificate from the development CA",
+          "[e2e][cli][https]") {
+  testing::TempDir dir;
+  const auto data = dir.path() / "data";
+  Serve serve(data, dir.path() / "serve.log", {});
+  INFO(serve.log());
+  REQUIRE(serve.base().rfind("https://127.0.0.1:", 0) == 0);
+  const std::string port = serve.port();
+  const std::string ca = (data / "ca" / "ca.pem").string();
+  REQUIRE(std::filesystem::exists(data / "tls" / "api.pem"));
+  REQUIRE(std::filesystem::exists(data / "tls" / "api.key"));
+  CHECK((std::filesystem::status(data / "tls" / "api.key").permissions() & std::filesystem::perms::others_read) ==
+        std::filesystem::perms::none);
+
+  // With the development CA as trust anchor: 200, a CapabilityStatement, HSTS.
+  auto ok = testing::run_command("curl -s -i --cacert " + ca + " https://127.0.0.1:" + port + "/fhir/metadata");
+  INFO(ok.output);
+  CHECK(ok.exit_code == 0);
+  CHECK(ok.output.rfind("HTTP/1.1 200", 0) == 0);
+  CHECK(ok.output.find("\"resourceType\":\"CapabilityStatement\"") != std::string::npos);
+  CHECK(std::regex_search(ok.output, std::regex("\r\nstrict-transport-security: max-age=[1-9][0-9]*", std::regex::icase)));
+  // The name localhost is in the certificate too.
+  auto by_name = testing::run_command("curl -s -o /dev/null -w '%{http_code}' --cacert " + ca + " https://localhost:" +
+                                      port + "/fhir/metadata");
+  CHECK(by_name.output == "200");
+  // Without that trust anchor curl refuses the certificate (60: peer certificate not trusted).
+  auto untrusted = testing::run_command("curl -s -o /dev/null --capath /nonexistent --cacert /dev/null https://127.0.0.1:" +
+                                        port + "/fhir/metadata");
+  CHECK(untrusted.exit_code != 0);
+  // Plain HTTP on the same port gets no HTTP response at all.
+  auto plain = testing::run_command("curl -s -m 10 -o /dev/null -w '%{http_code}' http://127.0.0.1:" + port +
+                                    "/fhir/metadata");
+  CHECK(plain.exit_code != 0);
+  CHECK(plain.output == "000");
+
+  // The API's and the broker's certificates chain to the same CA file.
+  auto verify = testing::run_command("openssl verify -CAfile " + ca + " " + (data / "tls" / "api.pem").string() + " " +
+                                     (data / "tls" / "broker.pem").string());
+  INFO(verify.output);
+  CHECK(verify.exit_code == 0);
+  CHECK(verify.output.find("api.pem: OK") != std::string::npos);
+  CHECK(verify.output.find("broker.pem: OK") != std::string::npos);
+  // And the server presents that certificate (CN telehub-api), verified against the CA.
+  auto presented = s_client(port, "-CAfile " + ca + " -verify_return_error -servername localhost");
+  INFO(presented.output);
+  CHECK(presented.exit_code == 0);
+  CHECK(presented.output.find("CN = telehub-api") != std::string::npos);
+  CHECK(presented.output.find("Verify return code: 0 (ok)") != std::string::npos);
+
+  // The NCSC policy: TLS 1.2 with an AEAD suite and TLS 1.3 work (so the refusals below are
+  // the server's doing), TLS 1.1 and CBC suites do not.
+  CHECK(s_client(port, "-tls1_2 -cipher ECDHE-ECDSA-AES128-GCM-SHA256").exit_code == 0);
+  CHECK(s_client(port, "-tls1_3").exit_code == 0);
+  auto tls11 = s_client(port, "-tls1_1 -cipher DEFAULT:@SECLEVEL=0");
+  INFO(tls11.output);
+  CHECK(tls11.exit_code != 0);
+  CHECK(tls11.output.find("Cipher is (NONE)") != std::string::npos);
+  CHECK(tls11.output.find("alert protocol version") != std::string::npos);  // the server's refusal
+  for (const char* cbc : {"ECDHE-RSA-AES128-SHA", "ECDHE-ECDSA-AES128-SHA", "ECDHE-ECDSA-AES128-SHA256"}) {
+    auto r = s_client(port, std::string("-tls1_2 -cipher ") + cbc);
+    INFO(cbc << ": " << r.output);
+    CHECK(r.exit_code != 0);
+    CHECK(r.output.find("Cipher is (NONE)") != std::string::npos);
+    CHECK(r.output.find("alert handshake failure") != std::string::npos);
+  }
+
+  CHECK(serve.stop() == 0);
+}
+
+TEST_CASE("the API certificate is kept across restarts and issued again when missing or for another host",
+          "[e2e][cli][https]") {
+  testing::TempDir dir;
+  const auto data = dir.path() / "data";
+  const auto cert = data / "tls" / "api.pem";
+  std::string first, broker_first;
+  {
+    Serve serve(data, dir.path() / "serve1.log", {});
+    INFO(serve.log());
+    REQUIRE(!serve.base().empty());
+    first = slurp(cert);
+    broker_first = slurp(data / "tls" / "broker.pem");
+    CHECK(serve.stop() == 0);
+  }
+  REQUIRE(first.find("BEGIN CERTIFICATE") != std::string::npos);
+  {
+    Serve serve(data, dir.path() / "serve2.log", {});
+    INFO(serve.log());
+    REQUIRE(!serve.base().empty());
+    CHECK(slurp(cert) == first);                                     // kept
+    CHECK(slurp(data / "tls" / "broker.pem") != broker_first);      // the broker's is issued afresh
+    CHECK(serve.stop() == 0);
+  }
+  std::filesystem::remove(cert);
+  std::string second;
+  {
+    Serve serve(data, dir.path() / "serve3.log", {});
+    INFO(serve.log());
+    REQUIRE(!serve.base().empty());
+    second = slurp(cert);
+    CHECK(second.find("BEGIN CERTIFICATE") != std::string::npos);
+    CHECK(second != first);
+    CHECK(serve.stop() == 0);
+  }
+  // Another loopback address: a new certificate naming it, which curl accepts for that address.
+  {
+    Serve serve(data, dir.path() / "serve4.log", {"--http-host", "127.0.0.2"});
+    INFO(serve.log());
+    REQUIRE(serve.base().rfind("https://127.0.0.2:", 0) == 0);
+    CHECK(slurp(cert) != second);
+    auto san = testing::run_command("openssl x509 -noout -ext subjectAltName -in " + cert.string());
+    INFO(san.output);
+    CHECK(san.output.find("IP Address:127.0.0.2") != std::string::npos);
+    CHECK(san.output.find("IP Address:127.0.0.1") != std::string::npos);
+    CHECK(san.output.find("DNS:localhost") != std::string::npos);
+    auto r = testing::run_command("curl -s -o /dev/null -w '%{http_code}' --cacert " + (data / "ca" / "ca.pem").string() +
+                                  " " + serve.base() + "/metadata");
+    CHECK(r.output == "200");
+    CHECK(serve.stop() == 0);
+  }
+}
+
+TEST_CASE("telehub serve with --https-cert, --https-key and --https-client-ca", "[e2e][cli][https]") {
+  testing::TempDir dir;
+  const auto data = dir.path() / "data";
+  // An operator's own certificate: self-signed EC P-256 for 127.0.0.1.
+  const auto cert = dir.path() / "own.pem", key = dir.path() / "own.key";
+  auto made = testing::run_command("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
+                                   "-subj /CN=own-api -addext subjectAltName=IP:127.0.0.1 -keyout " +
+                                   key.string() + " -out " + cert.string() + " 2>&1");
+  INFO(made.output);
+  REQUIRE(made.exit_code == 0);
+  // Client certificates from the development CA (which serve creates): the hub's, for instance.
+  Serve serve(data, dir.path() / "serve.log",
+              {"--https-cert", cert.string(), "--https-key", key.string(), "--https-client-ca",
+               (data / "ca" / "ca.pem").string()});
+  INFO(serve.log());
+  REQUIRE(serve.base().rfind("https://127.0.0.1:", 0) == 0);
+  const std::string port = serve.port();
+  CHECK_FALSE(std::filesystem::exists(data / "tls" / "api.pem"));  // nothing issued
+
+  auto presented = s_client(port, "-CAfile " + cert.string() + " -verify_return_error -cert " +
+                                      (data / "tls" / "hub.pem").string() + " -key " +
+                                      (data / "tls" / "hub.key").string());
+  INFO(presented.output);
+  CHECK(presented.exit_code == 0);
+  CHECK(presented.output.find("CN = own-api") != std::string::npos);
+  // Client certificates are asked for, naming the development CA.
+  CHECK(presented.output.find("Acceptable client certificate CA names") != std::string::npos);
+  CHECK(presented.output.find("CN = telehub development CA") != std::string::npos);
+  auto ok = testing::run_command("curl -s -o /dev/null -w '%{http_code}' --cacert " + cert.string() + " --cert " +
+                                 (data / "tls" / "hub.pem").string() + " --key " + (data / "tls" / "hub.key").string() +
+                                 " " + serve.base() + "/metadata");
+  CHECK(ok.output == "200");
+  // A certificate from another CA is refused in the handshake.
+  auto refused = testing::run_command("curl -s -o /dev/null -w '%{http_code}' --cacert " + cert.string() + " --cert " +
+                                      cert.string() + " --key " + key.string() + " " + serve.base() + "/metadata");
+  CHECK(refused.exit_code != 0);
+  CHECK(serve.stop() == 0);
+}
+
+TEST_CASE("telehub serve: plain HTTP only on loopback, care-local only with it, HTTPS files in pairs",
+          "[e2e][cli][https]") {
+  testing::TempDir dir;
+  const std::string d = " --data " + (dir.path() / "data").string() + " --http-port 0";
+  auto wildcard = testing::run_command(telehub_cmd("serve --insecure-http --http-host 0.0.0.0" + d));
+  INFO(wildcard.output);
+  CHECK(wildcard.exit_code == 2);
+  CHECK(wildcard.output.find("--insecure-http") != std::string::npos);
+  CHECK(wildcard.output.find("loopback") != std::string::npos);
+  auto remote = testing::run_command(telehub_cmd("serve --insecure-http --http-host hub.example.org" + d));
+  CHECK(remote.exit_code == 2);
+  auto care = testing::run_command(telehub_cmd("serve --care-local" + d));
+  INFO(care.output);
+  CHECK(care.exit_code == 2);
+  CHECK(care.output.find("--care-local") != std::string::npos);
+  CHECK(care.output.find("needs --insecure-http") != std::string::npos);
+  auto half = testing::run_command(telehub_cmd("serve --https-cert " + (dir.path() / "c.pem").string() + d));
+  INFO(half.output);
+  CHECK(half.exit_code == 2);
+  CHECK(half.output.find("--https-key") != std::string::npos);
+  auto mixed = testing::run_command(telehub_cmd("serve --insecure-http --https-client-ca /dev/null" + d));
+  CHECK(mixed.exit_code == 2);
+  // Refused before anything is created.
+  CHECK_FALSE(std::filesystem::exists(dir.path() / "data"));
+  // The help names the new options.
+  auto help = testing::run_command(telehub_cmd("serve --help"));
+  CHECK(help.exit_code == 0);
+  for (const char* flag : {"--https-cert", "--https-key", "--https-client-ca", "--insecure-http", "--care-local"})
+    CHECK(help.output.find(flag) != std::string::npos);
+}
+
+TEST_CASE("telehub serve --insecure-http on loopback serves plain HTTP and says so in hub.json", "[e2e][cli][https]") {
+  testing::TempDir dir;
+  const auto data = dir.path() / "data";
+  Serve serve(data, dir.path() / "serve.log", {"--insecure-http", "--http-host", "localhost"});
+  INFO(serve.log());
+  REQUIRE(serve.base().rfind("http://localhost:", 0) == 0);
+  auto r = testing::run_command("curl -s -i " + serve.base() + "/metadata");
+  CHECK(r.output.rfind("HTTP/1.1 200", 0) == 0);
+  CHECK(r.output.find("CapabilityStatement") != std::string::npos);
+  // No HSTS over plain HTTP, and no API certificate issued.
+  CHECK(std::regex_search(r.output, std::regex("strict-transport-security", std::regex::icase)) == false);
+  CHECK_FALSE(std::filesystem::exists(data / "tls" / "api.pem"));
+  CHECK(serve.stop() == 0);
+}
