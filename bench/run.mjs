@@ -193,7 +193,10 @@ async function serve(dataDir) {
   let plainPort = await freePort();
   while (plainPort === tlsPort) plainPort = await freePort();
   const child = start(BIN.telehub, ['serve', '--data', dataDir, '--http-port', '0', '--broker-port', String(tlsPort),
-    '--plaintext-port', String(plainPort)]);
+    '--plaintext-port', String(plainPort),
+    // Plain HTTP on loopback, and the local care setting so /metrics answers without a token
+    // (docs/security.md, "Development mode"): the bench measures ingest, not TLS or tokens.
+    '--insecure-http', '--care-local']);
   const up = await waitFor(() => child.out.includes('telehub: serving') || child.exitCode !== null, 30000);
   if (!up || !child.out.includes('telehub: serving')) {
     await stop(child);

@@ -38,7 +38,9 @@ fail() { echo "disk_full_check: FAIL: $*" >&2; exit 1; }
 TELEHUB_KEK=$(openssl rand -hex 32)
 export TELEHUB_KEK
 
-"$BIN/telehub" serve --data "$DATA" --http-port 0 >"$WORK/hub.log" 2>&1 &
+# Plain HTTP on loopback with the local care setting: /metrics without a token (development mode,
+# docs/security.md).
+"$BIN/telehub" serve --data "$DATA" --http-port 0 --insecure-http --care-local >"$WORK/hub.log" 2>&1 &
 hub_pid=$!
 for _ in $(seq 100); do grep -q "serving; FHIR API" "$WORK/hub.log" && break; sleep 0.1; done
 BASE=$(grep -o 'FHIR API at http://[^ ]*/fhir' "$WORK/hub.log" | head -1 | sed 's/FHIR API at //')

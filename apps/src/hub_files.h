@@ -7,7 +7,7 @@
 //   <data>/ca/                    development CA (ca.pem, ca.key 0600); see hub_tls.h
 //   <data>/tls/                   the broker's and the hub's certificates and keys (0600)
 //   <data>/provisioning/<dev>.json  provisioning files written at enrolment (secret: 0600)
-//   <data>/hub.json               {"broker": "tcp://...", "fhir": "http://.../fhir"} written by serve
+//   <data>/hub.json               {"broker": "tcp://...", "fhir": "https://.../fhir"} written by serve
 //
 // The key-encryption key is never here: --kek-file PATH, TELEHUB_KEK, or (development only)
 // ~/.config/telehub/kek; see load_kek().
@@ -54,7 +54,7 @@ struct DataDir {
 
 struct HubInfo {
   std::string broker_uri;        // "ssl://127.0.0.1:41883" (embedded broker), or --broker
-  std::string fhir_base;         // "http://127.0.0.1:8080/fhir"
+  std::string fhir_base;         // "https://127.0.0.1:8080/fhir" (http:// with --insecure-http)
   int embedded_broker_port = 0;  // the port the embedded broker used (reused on restart)
 };
 

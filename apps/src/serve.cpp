@@ -176,16 +176,9 @@ int cmd_serve(int argc, char** argv) {
   // and the care relations that limit what the care role sees.
   auto tokens = auth::TokenService::open(dir->auth_db(), core::system_clock());
   if (!tokens) return fail_with(tokens.error());
-  std::shared_ptr<privacy::CareRelations> care_relations;
-  if (auto care = privacy::CareRelations::open(dir->care_db())) {
-    care_relations = std::move(*care);
-  } else if (care.error().code == core::Code::kUnimplemented) {
-    // TODO(merge): make this fatal (return fail_with) once CareRelations::open is implemented.
-    core::log_warn("serve", "care relations not available yet (" + care.error().to_string() +
-                                "); continuing without them");
-  } else {
-    return fail_with(care.error());
-  }
+  auto care = privacy::CareRelations::open(dir->care_db());
+  if (!care) return fail_with(care.error());
+  std::shared_ptr<privacy::CareRelations> care_relations = std::move(*care);
 
   // The API's TLS files: given, or issued from the development CA (kept across restarts).
   std::optional<fhir::TlsOptions> api_tls;
@@ -316,7 +309,8 @@ int cmd_serve(int argc, char** argv) {
                               (insecure_http ? std::string(" (plain HTTP: development only)")
                                              : " (HTTPS; certificate " + api_tls->cert_file.string() + ")") +
                               " ; data in " + dir->root.string());
-  std::cout << "telehub: serving; FHIR API at " << base << "/metadata ; broker " << info.broker_uri
+  std::cout << "telehub: serving; FHIR API at " << base << "/metadata ; token endpoint " << ro.auth.token_url
+            << " ; broker " << info.broker_uri
             << " ; stop with Ctrl-C" << std::endl;
 
   // Wait for a stop signal; meanwhile keep the broker's refused identities equal to the
