@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo: installs what is missing, builds, starts the hub (embedded Mosquitto, ingest,
-# FHIR API in development mode: plain HTTP on 127.0.0.1:8080) and three simulated patients' gateways, waits until readings
-# are stored, and shows how to look at them. Ctrl-C stops everything cleanly.
+# FHIR API over HTTPS on 127.0.0.1:8080), registers a hospital system (a SMART Backend Services
+# client), starts three simulated patients' gateways, waits until the hospital system reads their
+# readings with an access token, and shows how to look at them. Ctrl-C stops everything cleanly.
 #   DEMO_DATA=dir    data directory (default ./data)
 #   DEMO_PORT=port   FHIR API port (default 8080)
 #   DEMO_SECONDS=n   stop by itself after n seconds (default: run until Ctrl-C)
@@ -29,44 +30,64 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+CA="$DATA/ca/ca.pem"
+API="https://127.0.0.1:$PORT/fhir"
 echo "starting the hub (log: $LOG) ..."
-# Development mode: --insecure-http serves plain HTTP (allowed on 127.0.0.1 only; serve's
-# default is HTTPS), and --care-local lets this machine act as the care team's system without a
-# token, so the demo can show a re-identified (and audited) Patient; docs/privacy.md.
-"$BIN" serve --data "$DATA" --http-port "$PORT" --insecure-http --care-local >"$LOG" 2>&1 &
+# HTTPS (certificate from the development CA in $DATA/ca, the broker's CA) with authentication:
+# the demo acts as a hospital system below (docs/security.md).
+"$BIN" serve --data "$DATA" --http-port "$PORT" >"$LOG" 2>&1 &
 hub_pid=$!
 for _ in $(seq 1 100); do
-  if curl -sf "http://127.0.0.1:$PORT/fhir/metadata" >/dev/null 2>&1; then break; fi
+  if [ -f "$CA" ] && curl -sf --cacert "$CA" "$API/metadata" >/dev/null 2>&1; then break; fi
   if ! kill -0 "$hub_pid" 2>/dev/null; then echo "the hub did not start:"; tail -20 "$LOG"; exit 1; fi
   sleep 0.2
 done
-curl -sf "http://127.0.0.1:$PORT/fhir/metadata" >/dev/null || { echo "FHIR API not reachable"; tail -20 "$LOG"; exit 1; }
+curl -sf --cacert "$CA" "$API/metadata" >/dev/null || { echo "FHIR API not reachable"; tail -20 "$LOG"; exit 1; }
+
+# The hospital system "demo-hospital": a key pair, registered with the hub as a care client of
+# organisation demo-hospital (once per data directory).
+if [ ! -f "$DATA/demo-client/registered" ]; then
+  rm -rf "$DATA/demo-client"
+  "$BIN" client keygen --out "$DATA/demo-client" >/dev/null
+  "$BIN" client register --data "$DATA" --id demo-hospital --jwks "$DATA/demo-client/jwks.json" \
+    --scopes "system/Observation.rs system/Patient.rs system/Device.rs" --role care --organisation demo-hospital
+  touch "$DATA/demo-client/registered"
+fi
 
 echo "starting 3 simulated patients' gateways (log: $SIMLOG) ..."
-"$BIN" simulate --data "$DATA" --patients 3 --history-hours 24 --interval-ms 5000 >"$SIMLOG" 2>&1 &
+# --care-organisation: the programme enrols these patients for demo-hospital's care team.
+"$BIN" simulate --data "$DATA" --patients 3 --history-hours 24 --interval-ms 5000 \
+  --care-organisation demo-hospital >"$SIMLOG" 2>&1 &
 sim_pid=$!
 
+TOKEN=$(DEMO_DATA="$DATA" BUILD_DIR="$BUILD_DIR" bash scripts/demo_token.sh "$DATA")
 patient=""
 for _ in $(seq 1 150); do
   patient=$(grep -o 'Patient/[0-9a-f]\{32\}' "$SIMLOG" | head -1 | cut -d/ -f2 || true)
-  if [ -n "$patient" ] && curl -sf "http://127.0.0.1:$PORT/fhir/Observation?patient=$patient&_count=1" | grep -q '"entry"'; then
+  if [ -n "$patient" ] && curl -sf --cacert "$CA" -H "Authorization: Bearer $TOKEN" \
+       "$API/Observation?patient=$patient&_count=1" | grep -q '"entry"'; then
     break
   fi
   if ! kill -0 "$sim_pid" 2>/dev/null; then echo "the simulator stopped:"; tail -20 "$SIMLOG"; exit 1; fi
   sleep 0.2
 done
 [ -n "$patient" ] || { echo "no readings arrived"; tail -20 "$SIMLOG"; tail -20 "$LOG"; exit 1; }
+curl -sf --cacert "$CA" -H "Authorization: Bearer $TOKEN" "$API/Patient/$patient" | grep -q '"name"' ||
+  { echo "the care client cannot read its patient"; tail -20 "$LOG"; exit 1; }
 
 cat <<MSG
 
 telehub is running: readings from 3 simulated patients are arriving.
 
-  FHIR API         http://127.0.0.1:$PORT/fhir/metadata
-  one patient      curl -s 'http://127.0.0.1:$PORT/fhir/Patient/$patient'   (care context: name and BSN; audited)
+  FHIR API         curl --cacert $CA $API/metadata
+  access token     TOKEN=\$(scripts/demo_token.sh $DATA)     (the hospital system demo-hospital; valid 300 s)
+  one patient      curl --cacert $CA -H "Authorization: Bearer \$TOKEN" $API/Patient/$patient
+                   (care relation of demo-hospital: name and BSN; audited)
+  heart rate       curl --cacert $CA -H "Authorization: Bearer \$TOKEN" '$API/Observation?patient=$patient&code=http://loinc.org|8867-4&_count=5'
+  blood pressure   curl --cacert $CA -H "Authorization: Bearer \$TOKEN" '$API/Observation?patient=$patient&code=85354-9&date=ge$(date -u +%Y-%m-%d)'
+  without a token  curl --cacert $CA $API/Patient/$patient        (401)
   who looked       $BIN audit show --patient $patient --data $DATA
   audit chain      $BIN audit verify --data $DATA
-  heart rate       curl -s 'http://127.0.0.1:$PORT/fhir/Observation?patient=$patient&code=http://loinc.org|8867-4&_count=5'
-  blood pressure   curl -s 'http://127.0.0.1:$PORT/fhir/Observation?patient=$patient&code=85354-9&date=ge$(date -u +%Y-%m-%d)'
   quarantine       $BIN quarantine list --data $DATA
 
 Patient ids are pseudonyms. The simulated patients' synthetic identities (BSN, name, address)

@@ -180,15 +180,6 @@ int cmd_simulate(int argc, char** argv) {
                                                              "registration"));
             !a)
           return fail_with(a.error());
-        if (care) {
-          // Audit first: no record, no change.
-          if (auto a = privacy_stores->audit->append(cli_audit("care.add", 'C', pseudonym.str(),
-                                                               "CareRelation organisation=" + organisation, "care-relation"));
-              !a)
-            return fail_with(a.error());
-          if (auto added = care->add(pseudonym.str(), organisation, core::system_clock().now(), "simulate"); !added)
-            return fail_with(added.error());
-        }
         auto e = enrol_device(*dir, **store, *kek, registered->subject_id, broker_uri, file, senml ? "senml" : "native");
         if (!e) return fail_with(e.error());
         std::cout << "enrolled " << e->device_id << " for " << subject_id << " (Patient/" << e->subject_pseudonym
@@ -210,10 +201,29 @@ int cmd_simulate(int argc, char** argv) {
       go.sequence_file += ".seq";
       auto gw = gateway::Gateway::connect(*p, go);
       if (!gw) return fail_with(gw.error());
+      if (!new_enrolment)
+        std::cout << "continuing " << p->device_id << " for " << subject_id << " (Patient/"
+                  << (*device ? (**device).subject : std::string("?")) << ")\n";
       sims.push_back(SimPatient{subject_id, *device ? (**device).subject : std::string(), std::move(*gw),
                                 gateway::VitalsSimulator(static_cast<std::uint64_t>(i)), 0, new_enrolment, senml,
                                 p->device_id});
     }
+  }
+
+  // The care relation of --care-organisation with every simulated patient that lacks one
+  // (audit first: no record, no change).
+  for (const auto& p : sims) {
+    if (!care || p.pseudonym.empty()) continue;
+    auto active = care->active(p.pseudonym, organisation, core::system_clock().now());
+    if (!active) return fail_with(active.error());
+    if (*active) continue;
+    if (auto a = privacy_stores->audit->append(cli_audit("care.add", 'C', p.pseudonym,
+                                                         "CareRelation organisation=" + organisation, "care-relation"));
+        !a)
+      return fail_with(a.error());
+    if (auto added = care->add(p.pseudonym, organisation, core::system_clock().now(), "simulate"); !added)
+      return fail_with(added.error());
+    std::cout << "care relation: " << organisation << " treats Patient/" << p.pseudonym << "\n";
   }
 
   std::signal(SIGINT, on_signal);
