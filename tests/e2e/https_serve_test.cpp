@@ -296,3 +296,132 @@ TEST_CASE("telehub serve --insecure-http on loopback serves plain HTTP and says 
   CHECK_FALSE(std::filesystem::exists(data / "tls" / "api.pem"));
   CHECK(serve.stop() == 0);
 }
+
+namespace {
+
+// curl with the development CA as trust anchor: "<status>\n<body>".
+testing::CommandResult curl(const std::string& ca, const std::string& args) {
+  return testing::run_command("curl -s -g -w '\\n%{http_code}' --cacert " + ca + " " + args);
+}
+int status_of(const testing::CommandResult& r) {
+  const auto nl = r.output.rfind('\n');
+  return nl == std::string::npos ? 0 : std::atoi(r.output.c_str() + nl + 1);
+}
+std::string body_of(const testing::CommandResult& r) {
+  const auto nl = r.output.rfind('\n');
+  return nl == std::string::npos ? r.output : r.output.substr(0, nl);
+}
+std::string json_field(const std::string& body, const std::string& name) {
+  std::smatch m;
+  return std::regex_search(body, m, std::regex("\"" + name + "\":\"([^\"]+)\"")) ? m[1].str() : std::string();
+}
+
+}  // namespace
+
+TEST_CASE("a hospital system gets a token from the running hub and reads only its own patients", "[e2e][cli][https][auth]") {
+  testing::TempDir dir;
+  const auto data = dir.path() / "data";
+  Serve serve(data, dir.path() / "serve.log", {"--https-client-ca", (data / "ca" / "ca.pem").string()});
+  INFO(serve.log());
+  REQUIRE(serve.base().rfind("https://127.0.0.1:", 0) == 0);
+  const std::string ca = (data / "ca" / "ca.pem").string();
+  const std::string base = serve.base();
+  const std::string token_url = base.substr(0, base.size() - 5) + "/auth/token";
+  CHECK(serve.log().find("token endpoint " + token_url) != std::string::npos);
+
+  // Two hospital systems register (keys made on their side; the hub gets the JWK Sets).
+  for (const std::string client : {"hospital-a", "hospital-b"}) {
+    auto keygen = testing::run_command(telehub_cmd("client keygen --out " + (dir.path() / client).string()));
+    INFO(keygen.output);
+    REQUIRE(keygen.exit_code == 0);
+    auto reg = testing::run_command(telehub_cmd(
+        "client register --data " + data.string() + " --id " + client + " --jwks " +
+        (dir.path() / client / "jwks.json").string() +
+        " --scopes 'system/Observation.rs system/Patient.cruds system/Consent.c' --role care --organisation org-" +
+        client.substr(9)));
+    INFO(reg.output);
+    REQUIRE(reg.exit_code == 0);
+  }
+  auto assertion = [&](const std::string& client) {
+    auto a = testing::run_command(telehub_cmd("client assertion --id " + client + " --key " +
+                                              (dir.path() / client / "client-key.pem").string() + " --aud " + token_url));
+    REQUIRE(a.exit_code == 0);
+    std::string jws = a.output;
+    while (!jws.empty() && (jws.back() == '\n' || jws.back() == ' ')) jws.pop_back();
+    return jws;
+  };
+  auto token_request = [&](const std::string& jws) {
+    return curl(ca, "--data-urlencode grant_type=client_credentials --data-urlencode 'scope=system/Patient.rs system/Patient.c' "
+                    "--data-urlencode client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer "
+                    "--data-urlencode client_assertion=" + jws + " " + token_url);
+  };
+  const std::string jws_a = assertion("hospital-a");
+  auto issued = token_request(jws_a);
+  INFO(issued.output);
+  REQUIRE(status_of(issued) == 200);
+  const std::string token_a = json_field(body_of(issued), "access_token");
+  REQUIRE(token_a.size() == 43);
+  CHECK(body_of(issued).find("\"expires_in\":300") != std::string::npos);
+  // The same assertion again: a replayed jti.
+  auto replay = token_request(jws_a);
+  CHECK(status_of(replay) == 401);
+  CHECK(body_of(replay).find("\"invalid_client\"") != std::string::npos);
+  auto issued_b = token_request(assertion("hospital-b"));
+  REQUIRE(status_of(issued_b) == 200);
+  const std::string token_b = json_field(body_of(issued_b), "access_token");
+
+  // hospital-a registers its patient, then reads it back identified.
+  const std::string patient = R"({"resourceType":"Patient","identifier":[{"system":"http://fhir.nl/fhir/NamingSystem/bsn","value":"111222333"}],"name":[{"family":"Jansen","given":["Anna"]}],"gender":"female","birthDate":"1951-04-12"})";
+  {
+    std::ofstream(dir.path() / "patient.json") << patient;
+  }
+  auto created = curl(ca, "-i -H 'Authorization: Bearer " + token_a + "' -H 'Content-Type: application/fhir+json' --data-binary @" +
+                              (dir.path() / "patient.json").string() + " " + base + "/Patient");
+  INFO(created.output);
+  REQUIRE(status_of(created) == 201);
+  std::smatch m;
+  REQUIRE(std::regex_search(created.output, m, std::regex("/Patient/([0-9a-f]{32})")));
+  const std::string pseudonym = m[1];
+  auto read_a = curl(ca, "-H 'Authorization: Bearer " + token_a + "' " + base + "/Patient/" + pseudonym);
+  CHECK(status_of(read_a) == 200);
+  CHECK(body_of(read_a).find("Jansen") != std::string::npos);
+  // hospital-b has no care relation with this patient; nobody without a token gets anything.
+  auto read_b = curl(ca, "-H 'Authorization: Bearer " + token_b + "' " + base + "/Patient/" + pseudonym);
+  CHECK(status_of(read_b) == 403);
+  CHECK(body_of(read_b).find("Jansen") == std::string::npos);
+  auto anonymous = curl(ca, "-i " + base + "/Patient/" + pseudonym);
+  CHECK(status_of(anonymous) == 401);
+  CHECK(std::regex_search(anonymous.output, std::regex("\r\nwww-authenticate: Bearer", std::regex::icase)));
+  CHECK(anonymous.output.find("Jansen") == std::string::npos);
+
+  // Mutual TLS: a certificate from the hub's CA naming hospital-a authenticates as hospital-a.
+  const auto key = dir.path() / "mtls.key", csr = dir.path() / "mtls.csr", crt = dir.path() / "mtls.pem";
+  auto issued_cert = testing::run_command(
+      "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=hospital-a -keyout " + key.string() +
+      " -out " + csr.string() + " 2>&1 && printf 'extendedKeyUsage=clientAuth\\n' > " + (dir.path() / "ext").string() +
+      " && openssl x509 -req -in " + csr.string() + " -CA " + ca + " -CAkey " + (data / "ca" / "ca.key").string() +
+      " -CAcreateserial -days 1 -extfile " + (dir.path() / "ext").string() + " -out " + crt.string() + " 2>&1");
+  INFO(issued_cert.output);
+  REQUIRE(issued_cert.exit_code == 0);
+  auto by_certificate = curl(ca, "--cert " + crt.string() + " --key " + key.string() + " " + base + "/Patient/" + pseudonym);
+  CHECK(status_of(by_certificate) == 200);
+  CHECK(body_of(by_certificate).find("Jansen") != std::string::npos);
+
+  // An operator reads the audit trail: hospital-a's reads and hospital-b's refusal are in it.
+  auto op = testing::run_command(telehub_cmd("token create --data " + data.string() +
+                                             " --name ops --role operator --scopes system/AuditEvent.rs"));
+  REQUIRE(op.exit_code == 0);
+  std::string op_token = op.output.substr(0, op.output.find('\n'));
+  auto trail = curl(ca, "-H 'Authorization: Bearer " + op_token + "' '" + base + "/AuditEvent?patient=" + pseudonym + "'");
+  INFO(trail.output);
+  REQUIRE(status_of(trail) == 200);
+  CHECK(body_of(trail).find("hospital-a") != std::string::npos);
+  CHECK(body_of(trail).find("hospital-b") != std::string::npos);
+  // The operator role reads no patient.
+  CHECK(status_of(curl(ca, "-H 'Authorization: Bearer " + op_token + "' " + base + "/Patient/" + pseudonym)) == 403);
+
+  auto validated = testing::fhir_validate({body_of(read_a), body_of(read_b), body_of(anonymous), body_of(trail)});
+  INFO(validated.output);
+  CHECK(validated.exit_code == 0);
+  CHECK(serve.stop() == 0);
+}
