@@ -44,7 +44,8 @@ Status check_pair(std::string_view subject, std::string_view organisation) {
 }
 
 // Active at ?3: from <= t and (no until or t < until).
-constexpr const char* kActive = "from_ms <= ?3 AND (until_ms IS NULL OR ?3 < until_ms)";
+// Active at ?3: from_ms <= ?3 AND (until_ms IS NULL OR ?3 < until_ms), written out in each
+// statement (SQL text is literal only: scripts/check_sql.sh).
 
 class SqliteCareRelations final : public CareRelations {
  public:
@@ -116,8 +117,9 @@ class SqliteCareRelations final : public CareRelations {
   Result<std::vector<std::string>> subjects_of(std::string_view organisation, core::TimePoint at) override {
     if (!valid_organisation(organisation)) return bad("organisation must be 1..128 characters from [A-Za-z0-9._:-]");
     std::lock_guard lock(mu_);
-    auto q = db_.prepare(std::string("SELECT DISTINCT subject FROM care_relation WHERE organisation = ?2 AND ") +
-                         kActive + " ORDER BY subject");
+    auto q = db_.prepare(
+        "SELECT DISTINCT subject FROM care_relation WHERE organisation = ?2 AND from_ms <= ?3 AND "
+        "(until_ms IS NULL OR ?3 < until_ms) ORDER BY subject");
     if (!q) return io(q.error());
     q->bind(2, organisation).bind(3, core::to_unix_millis(at));
     std::vector<std::string> out;
@@ -144,8 +146,9 @@ class SqliteCareRelations final : public CareRelations {
   // The id of a relation of the pair active at `at_ms`, if any. Caller holds mu_.
   Result<std::optional<std::int64_t>> active_id(std::string_view subject, std::string_view organisation,
                                                 std::int64_t at_ms) {
-    auto q = db_.prepare(std::string("SELECT id FROM care_relation WHERE subject = ?1 AND organisation = ?2 AND ") +
-                         kActive + " ORDER BY from_ms, id LIMIT 1");
+    auto q = db_.prepare(
+        "SELECT id FROM care_relation WHERE subject = ?1 AND organisation = ?2 AND from_ms <= ?3 AND "
+        "(until_ms IS NULL OR ?3 < until_ms) ORDER BY from_ms, id LIMIT 1");
     if (!q) return io(q.error());
     q->bind(1, subject).bind(2, organisation).bind(3, at_ms);
     auto row = q->step();
