@@ -41,11 +41,14 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <chrono>
+#include <cmath>
 #include <exception>
 #include <mutex>
 #include <optional>
 #include <thread>
 #include <type_traits>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -154,7 +157,8 @@ Result<std::unique_ptr<ssl::context>> make_tls_context(const TlsOptions& tls) {
       return core::fail(Code::kInvalidArgument, "tls_client_ca",
                         "no CA certificate in the client CA file " + tls.client_ca_file.string());
     SSL_CTX_set_client_CA_list(ctx, names);
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+    SSL_CTX_set_verify(ctx, tls.require_client_certificate ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT : SSL_VERIFY_PEER,
+                       nullptr);
   }
   return context;
 }
@@ -213,6 +217,54 @@ std::string peer_identity(SSL* ssl) {
   return first;
 }
 
+// Per-address token buckets (HttpServerOptions::rate_limit_*). Thread-safe.
+class RateLimiter {
+ public:
+  RateLimiter(double rate, double burst) : rate_(rate), burst_(std::max(1.0, burst)) {}
+
+  // 0 when the request may go on, else the whole seconds until a token is back (>= 1).
+  int take(const std::string& address) {
+    if (rate_ <= 0) return 0;
+    const auto now = std::chrono::steady_clock::now();
+    std::lock_guard lock(mutex_);
+    auto it = buckets_.find(address);
+    if (it == buckets_.end()) {
+      if (buckets_.size() >= kMaxTracked) prune(now);
+      it = buckets_.emplace(address, Bucket{burst_, now}).first;
+    }
+    Bucket& b = it->second;
+    b.tokens = std::min(burst_, b.tokens + rate_ * std::chrono::duration<double>(now - b.last).count());
+    b.last = now;
+    if (b.tokens >= 1) {
+      b.tokens -= 1;
+      return 0;
+    }
+    return std::max(1, static_cast<int>(std::ceil((1 - b.tokens) / rate_)));
+  }
+
+ private:
+  static constexpr std::size_t kMaxTracked = 65536;
+  struct Bucket {
+    double tokens;
+    std::chrono::steady_clock::time_point last;
+  };
+
+  // Drops the addresses whose bucket would be full again (they have been idle long enough to be
+  // forgotten without giving anyone more than a fresh burst); if that frees nothing, all.
+  void prune(std::chrono::steady_clock::time_point now) {
+    std::erase_if(buckets_, [&](const auto& entry) {
+      const Bucket& b = entry.second;
+      return b.tokens + rate_ * std::chrono::duration<double>(now - b.last).count() >= burst_;
+    });
+    if (buckets_.size() >= kMaxTracked) buckets_.clear();
+  }
+
+  const double rate_;
+  const double burst_;
+  std::mutex mutex_;
+  std::unordered_map<std::string, Bucket> buckets_;
+};
+
 beast::tcp_stream& tcp_layer(beast::tcp_stream& stream) { return stream; }
 beast::tcp_stream& tcp_layer(TlsStream& stream) { return stream.next_layer(); }
 
@@ -220,7 +272,11 @@ class BeastServer final : public HttpServer {
  public:
   // tls_context: set exactly when options.tls is (see make_tls_context).
   BeastServer(const HttpServerOptions& options, const Router& router, std::unique_ptr<ssl::context> tls_context)
-      : options_(options), router_(router), tls_context_(std::move(tls_context)), acceptor_(ioc_) {
+      : options_(options),
+        router_(router),
+        tls_context_(std::move(tls_context)),
+        limiter_(options.rate_limit_per_second, options.rate_limit_burst),
+        acceptor_(ioc_) {
     if (options_.tls) hsts_ = "max-age=" + std::to_string(options_.tls->hsts_max_age.count());
   }
 
@@ -260,6 +316,11 @@ class BeastServer final : public HttpServer {
 
   std::uint16_t port() const override { return port_; }
 
+  std::size_t connections() const override {
+    std::lock_guard lock(mutex_);
+    return sessions_.size();
+  }
+
   void stop() override {
     if (stopped_) return;
     stopped_ = true;
@@ -285,13 +346,16 @@ class BeastServer final : public HttpServer {
   // Registers a live connection so stop() can close it.
   class Registration {
    public:
-    Registration(BeastServer& server, beast::tcp_stream& stream) : server_(server), stream_(&stream) {
+    // The connection was admitted (admit()) under `address`; this releases that count too.
+    Registration(BeastServer& server, beast::tcp_stream& stream, std::string address)
+        : server_(server), stream_(&stream), address_(std::move(address)) {
       std::lock_guard lock(server_.mutex_);
       server_.sessions_.insert(stream_);
     }
     ~Registration() {
       std::lock_guard lock(server_.mutex_);
       server_.sessions_.erase(stream_);
+      server_.release_locked(address_);
     }
     Registration(const Registration&) = delete;
     Registration& operator=(const Registration&) = delete;
@@ -299,7 +363,31 @@ class BeastServer final : public HttpServer {
    private:
     BeastServer& server_;
     beast::tcp_stream* stream_;
+    std::string address_;
   };
+
+  // Counts a new connection from `address` unless that would exceed max_connections or
+  // max_connections_per_client; false: refuse it.
+  bool admit(const std::string& address) {
+    std::lock_guard lock(mutex_);
+    if (admitted_ >= options_.max_connections) return false;
+    auto& n = per_client_[address];
+    if (n >= options_.max_connections_per_client) {
+      if (n == 0) per_client_.erase(address);
+      return false;
+    }
+    ++n;
+    ++admitted_;
+    return true;
+  }
+
+  // REQUIRES: mutex_ held.
+  void release_locked(const std::string& address) {
+    auto it = per_client_.find(address);
+    if (it == per_client_.end()) return;
+    --admitted_;
+    if (--it->second == 0) per_client_.erase(it);
+  }
 
   void run_io() {
     for (;;) {
@@ -326,11 +414,25 @@ class BeastServer final : public HttpServer {
         co_await timer.async_wait(net::redirect_error(net::use_awaitable, ec));
         continue;
       }
+      beast::error_code peer_ec;
+      const auto peer = socket.remote_endpoint(peer_ec);
+      if (peer_ec) {  // already gone
+        socket.close(peer_ec);
+        continue;
+      }
+      Peer who{peer.address().to_string(), peer.address().to_string() + ":" + std::to_string(peer.port()),
+               peer.address().is_loopback()};
+      if (!admit(who.ip)) {
+        core::log_debug(kLogComponent, "connection from " + who.ip + " refused: connection limit reached");
+        socket.shutdown(tcp::socket::shutdown_both, peer_ec);
+        socket.close(peer_ec);
+        continue;
+      }
       auto executor = socket.get_executor();
       if (tls_context_)
-        net::co_spawn(executor, session(TlsStream(std::move(socket), *tls_context_)), log_session_end);
+        net::co_spawn(executor, session(TlsStream(std::move(socket), *tls_context_), std::move(who)), log_session_end);
       else
-        net::co_spawn(executor, session(beast::tcp_stream(std::move(socket))), log_session_end);
+        net::co_spawn(executor, session(beast::tcp_stream(std::move(socket)), std::move(who)), log_session_end);
     }
   }
 
@@ -346,12 +448,18 @@ class BeastServer final : public HttpServer {
   }
 
   // Stream: beast::tcp_stream (HTTP) or TlsStream (HTTPS).
+  struct Peer {
+    std::string ip;       // the limits' key
+    std::string address;  // "ip:port", for Request::remote_address
+    bool loopback = false;
+  };
+
   template <class Stream>
-  net::awaitable<void> session(Stream stream) {
+  net::awaitable<void> session(Stream stream, Peer peer) {
     constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
-    if (stopping_) co_return;  // accepted just before stop(): close at once
     beast::tcp_stream& transport = tcp_layer(stream);
-    Registration registration(*this, transport);
+    Registration registration(*this, transport, peer.ip);
+    if (stopping_) co_return;  // accepted just before stop(): close at once
     beast::flat_buffer buffer;
     beast::error_code ec;
     std::string client_certificate;
@@ -370,8 +478,14 @@ class BeastServer final : public HttpServer {
       http::request_parser<http::string_body> parser;
       parser.header_limit(kHeaderLimit);
       parser.body_limit(options_.max_body_bytes);
-      transport.expires_after(options_.request_timeout);
-      co_await http::async_read(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
+      // The header within header_timeout (this also ends an idle kept-alive connection), then
+      // the body within request_timeout.
+      transport.expires_after(options_.header_timeout);
+      co_await http::async_read_header(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
+      if (!ec && !parser.is_done()) {
+        transport.expires_after(options_.request_timeout);
+        co_await http::async_read(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
+      }
       if (ec == http::error::end_of_stream) break;  // the client closed between requests
       if (ec == http::error::body_limit) {
         co_await refuse(stream, http::status::payload_too_large, "request body too large");
@@ -397,19 +511,22 @@ class BeastServer final : public HttpServer {
       request.target = std::string(req.target());
       for (const auto& field : req) request.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
       request.body = std::move(req.body());
-      {
-        beast::error_code peer_ec;
-        const auto peer = transport.socket().remote_endpoint(peer_ec);
-        if (!peer_ec) {
-          request.remote_address = peer.address().to_string() + ":" + std::to_string(peer.port());
-          request.remote_loopback = peer.address().is_loopback();
-        }
-      }
+      request.remote_address = peer.address;
+      request.remote_loopback = peer.loopback;
       request.client_certificate = client_certificate;
       const bool keep_alive = req.keep_alive();
       const bool head = req.method() == http::verb::head;
 
-      Response response = router_.handle(request);
+      Response response;
+      if (const int wait = limiter_.take(peer.ip); wait > 0) {
+        response.status = 429;
+        response.content_type = "application/fhir+json; charset=utf-8";
+        response.headers.emplace_back("Retry-After", std::to_string(wait));
+        response.body = operation_outcome_json(
+            {Issue{"error", "throttled", "too many requests from this address; retry after " + std::to_string(wait) + " s"}});
+      } else {
+        response = router_.handle(request);
+      }
       co_await write(stream, std::move(response), req.version(), keep_alive, head, ec);
       if (ec) {
         log_connection_error("write", ec);
@@ -476,8 +593,11 @@ class BeastServer final : public HttpServer {
   const Router& router_;
   std::unique_ptr<ssl::context> tls_context_;  // null = plain HTTP; before ioc_: sessions use it
   std::string hsts_;                            // Strict-Transport-Security value; empty = none
-  std::mutex mutex_;                              // guards sessions_
+  RateLimiter limiter_;
+  mutable std::mutex mutex_;                      // guards sessions_, per_client_, admitted_
   std::unordered_set<beast::tcp_stream*> sessions_;  // open connections
+  std::unordered_map<std::string, std::size_t> per_client_;  // admitted connections per IP address
+  std::size_t admitted_ = 0;
   net::io_context ioc_;                           // after mutex_/sessions_: its handlers use them
   tcp::acceptor acceptor_;
   std::vector<std::thread> threads_;

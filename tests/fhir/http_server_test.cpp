@@ -185,6 +185,7 @@ TEST_CASE("HTTP: limits on body and header size", "[fhir]") {
 TEST_CASE("HTTP: malformed requests, bind failure, stop with open connections", "[fhir]") {
   fhir::HttpServerOptions options;
   options.request_timeout = std::chrono::milliseconds(20000);
+  options.header_timeout = std::chrono::milliseconds(20000);
   Fixture f(options);
   net::io_context io;
 
@@ -238,9 +239,9 @@ TEST_CASE("HTTP: malformed requests, bind failure, stop with open connections", 
   CHECK(ec);  // nobody listens any more
 }
 
-TEST_CASE("HTTP: a slow client is cut off by the request timeout", "[fhir]") {
+TEST_CASE("HTTP: a slow client is cut off by the header timeout", "[fhir]") {
   fhir::HttpServerOptions options;
-  options.request_timeout = std::chrono::milliseconds(300);
+  options.header_timeout = std::chrono::milliseconds(300);
   Fixture f(options);
   net::io_context io;
   tcp::socket socket(io);

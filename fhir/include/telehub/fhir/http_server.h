@@ -1,8 +1,11 @@
 // HttpServer: serves a fhir::Router over HTTP/1.1, or HTTPS when HttpServerOptions::tls is
 // set, with Boost.Beast (C++20 coroutines on Boost.Asio). One coroutine per connection; a
-// failing connection is logged and closed without affecting others. A body over the limit gets
-// 413, headers over 8 KiB get 431, and slow clients are cut off by the deadline. Beast and
-// OpenSSL types stay in src/.
+// failing connection is logged and closed without affecting others. Limits against hostile
+// clients (docs/security.md, "Limits for hostile clients"): a body over max_body_bytes gets 413,
+// headers over 8 KiB get 431, a header not complete within header_timeout or a request not
+// complete within request_timeout closes the connection, connections over max_connections or
+// max_connections_per_client are closed at once, and requests over the per-address rate get 429
+// with Retry-After. Beast and OpenSSL types stay in src/.
 //
 // HTTPS (options.tls set): every connection is TLS; a client that does not complete the
 // handshake within request_timeout, or speaks plain HTTP, is closed without a response. Every
@@ -75,8 +78,26 @@ struct HttpServerOptions {
   int threads = 2;
   // Largest request body accepted. Default: 1 MiB.
   std::size_t max_body_bytes = 1 << 20;
-  // Time allowed to receive one request (headers and body). Default: 10 s.
+  // Time allowed to receive a request's body once its header is in, to complete the TLS
+  // handshake, and to write a response. Default: 10 s.
   std::chrono::milliseconds request_timeout{10000};
+  // Time allowed to receive a request's complete header, counted from the end of the previous
+  // response on a kept-alive connection (so it also bounds idle keep-alive time) or from the
+  // accept (after the TLS handshake). A client that sends its header byte by byte is closed
+  // when it runs out. Default: 5 s.
+  std::chrono::milliseconds header_timeout{5000};
+  // Open connections, in total and per client IP address. A connection over either limit is
+  // closed at once, before anything is read from it (no response; logged at debug).
+  // Default: 512 and 32.
+  std::size_t max_connections = 512;
+  std::size_t max_connections_per_client = 32;
+  // Requests per client IP address: a token bucket refilled at rate_limit_per_second up to
+  // rate_limit_burst. A request without a token is answered 429 with Retry-After (whole
+  // seconds until a token is back, at least 1) and an OperationOutcome (code "throttled"),
+  // without reaching the router. 0 disables the limit. At most 65,536 addresses are tracked;
+  // idle entries are dropped first. Default: 50 per second, burst 100.
+  double rate_limit_per_second = 50;
+  double rate_limit_burst = 100;
   // HTTPS with this configuration. The TLS handshake must finish within request_timeout.
   // Default: unset = plain HTTP.
   std::optional<TlsOptions> tls;
@@ -88,6 +109,8 @@ class HttpServer {
   virtual ~HttpServer() = default;
   // The bound port (useful when options.port was 0).
   virtual std::uint16_t port() const = 0;
+  // Connections open now (for tests and metrics).
+  virtual std::size_t connections() const = 0;
   // Stops accepting, closes connections, joins threads. Idempotent.
   virtual void stop() = 0;
 };
