@@ -128,7 +128,7 @@ std::vector<std::string> codes_for_token(std::string_view token) {
     out.emplace_back(loinc);
     if (loinc == core::loinc::kSpO2Arterial) out.emplace_back(core::loinc::kSpO2);
   };
-  auto add_mdc = [&out, &add_loinc](std::string_view mdc) {
+  auto add_mdc = [&add_loinc](std::string_view mdc) {
     std::uint32_t number = 0;
     const auto [end, ec] = std::from_chars(mdc.data(), mdc.data() + mdc.size(), number);
     if (ec != std::errc() || end != mdc.data() + mdc.size()) return;

@@ -69,7 +69,7 @@ TEST_CASE("Patient and Consent JSON fuzzing seeds replay through the harness che
 }
 
 TEST_CASE("router fuzzing seeds replay through the harness checks", "[fhir][fuzz]") {
-  CHECK(replay("router", "router", telehub::fuzz::check_router) >= 20);
+  CHECK(replay("router", "router", telehub::fuzz::check_router) >= 30);
   // The seeded patient is re-identified for a loopback client, and only pseudonymous otherwise.
   const std::string care = "0/fhir/Patient/@P", remote = "\x80/fhir/Patient/@P";
   const auto& router = *telehub::fuzz::router_detail::env().router;
@@ -86,6 +86,23 @@ TEST_CASE("router fuzzing seeds replay through the harness checks", "[fhir][fuzz
   std::size_t entries = 0;
   for (auto pos = bundle.find("\"fullUrl\""); pos != std::string::npos; pos = bundle.find("\"fullUrl\"", pos + 1)) ++entries;
   CHECK(entries == 6);
+
+  // The authenticated router (input bit 6): the care client within its care relation sees the
+  // identified patient; no token is a 401; the operator reads no patient; a signed assertion
+  // gets a token.
+  CHECK(telehub::fuzz::check_router({reinterpret_cast<const std::uint8_t*>("p"), 1}) == "");
+  const auto& auth_router = *telehub::fuzz::router_detail::env().auth_router;
+  const auto care_read = auth_router.handle(as_request("p/fhir/Patient/@P\nAuthorization: Bearer @T\n\n"));
+  CHECK(care_read.status == 200);
+  CHECK(care_read.body.find("Jansen") != std::string::npos);
+  CHECK(auth_router.handle(as_request("p/fhir/Patient/@P\n\n")).status == 401);
+  CHECK(auth_router.handle(as_request("p/fhir/Patient/@P\nAuthorization: Bearer @O\n\n")).status == 403);
+  const auto token = auth_router.handle(as_request(
+      "q/auth/token\nContent-Type: application/x-www-form-urlencoded\n\ngrant_type=client_credentials&scope=system%2F"
+      "Observation.rs&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&"
+      "client_assertion=@A"));
+  CHECK(token.status == 200);
+  CHECK(token.body.find("\"access_token\"") != std::string::npos);
 }
 
 TEST_CASE("fuzz finding: a given name or address line holding U+0000 is kept whole", "[fhir][fuzz]") {

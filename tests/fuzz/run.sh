@@ -29,17 +29,17 @@ flags=(-std=c++20 -g -O1 -fno-omit-frame-pointer
        -fsanitize-ignorelist="$root/tests/fuzz/ubsan-ignorelist.txt"
        -Wall -Wextra -Wpedantic
        -I"$root/core/include" -I"$root/envelope/include" -I"$root/formats/include" -I"$root/privacy/include"
-       -I"$root/sqlite/include" -I"$root/storage/include" -I"$root/fhir/include" -I"$root/storage/src" -I"$root/fhir/src"
+       -I"$root/sqlite/include" -I"$root/storage/include" -I"$root/fhir/include" -I"$root/auth/include" -I"$root/storage/src" -I"$root/fhir/src"
        -I/usr/include)
 
 # 1. Build: the telehub sources with coverage instrumentation, then one binary per harness.
-# Every harness links the same objects: all of core, envelope, formats, privacy, sqlite,
+# Every harness links the same objects: all of core, envelope, formats, privacy, sqlite, auth,
 # storage and fhir except fhir's HTTP server (Boost.Beast; the router harness calls
 # Router::handle() directly), so every harness links -lsqlite3 -lcrypto.
 mkdir -p "$out/obj"
 rm -f "$out"/obj/fhir_http_server.o
 sources=()
-for src in "$root"/{core,envelope,formats,privacy,sqlite,storage,fhir}/src/*.cpp; do
+for src in "$root"/{core,envelope,formats,privacy,sqlite,storage,auth,fhir}/src/*.cpp; do
   [ "$(basename "$src")" = http_server.cpp ] && continue
   sources+=("$src")
 done
@@ -49,7 +49,7 @@ for src in "${sources[@]}"; do
   obj="$out/obj/$(basename "$(dirname "$(dirname "$src")")")_$(basename "${src%.cpp}").o"
   # Up to date: newer than its source and than every header of the modules.
   if [ "$obj" -nt "$src" ] && [ "$obj" -nt "$0" ] &&
-     [ -z "$(find "$root"/{core,envelope,formats,privacy,sqlite,storage,fhir}/{include,src} -name '*.h' -newer "$obj" -print -quit)" ]; then
+     [ -z "$(find "$root"/{core,envelope,formats,privacy,sqlite,storage,auth,fhir}/{include,src} -name '*.h' -newer "$obj" -print -quit)" ]; then
     continue
   fi
   "$cxx" "${flags[@]}" -fsanitize=fuzzer-no-link -c "$src" -o "$obj" &
