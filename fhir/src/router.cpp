@@ -12,6 +12,7 @@
 #include "patient.h"
 #include "search_params.h"
 #include "access.h"
+#include "representation.h"
 #include "telehub/fhir/audit_event.h"
 #include "telehub/core/log.h"
 #include "telehub/privacy/pseudonym.h"
@@ -643,7 +644,20 @@ Router::Router(storage::Store& store, RouterOptions options) : store_(store), op
   while (!options_.base_url.empty() && options_.base_url.back() == '/') options_.base_url.pop_back();
 }
 
-Response Router::handle(const Request& request) const {
+Response Router::handle(const Request& original) const {
+  try {
+    // _format, _pretty, Accept and If-None-Match (representation.h) around every route.
+    Request request = original;
+    Representation representation;
+    if (auto refused = negotiate(request, representation)) return *refused;
+    return finish(request, representation, route_request(request));
+  } catch (const std::exception& e) {
+    core::log_error(kLogComponent, std::string("request failed: ") + e.what());
+    return error_response(500, "exception", "internal error");
+  }
+}
+
+Response Router::route_request(const Request& request) const {
   try {
     const Handlers handlers(store_, options_);
     if (request.target == "/auth/token" || request.target.starts_with("/auth/token?")) {

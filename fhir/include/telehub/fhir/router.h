@@ -132,6 +132,7 @@ class Router {
   Response handle(const Request& request) const;
 
  private:
+  Response route_request(const Request& request) const;
   storage::Store& store_;
   RouterOptions options_;
 };
