@@ -426,3 +426,64 @@ TEST_CASE("a hospital system gets a token from the running hub and reads only it
   CHECK(validated.exit_code == 0);
   CHECK(serve.stop() == 0);
 }
+
+TEST_CASE("a FHIR client library from npm reads the CapabilityStatement and pages through a patient's readings",
+          "[e2e][cli][https][fhirclient]") {
+  testing::TempDir dir;
+  const auto data = dir.path() / "data";
+  Serve serve(data, dir.path() / "serve.log", {});
+  INFO(serve.log());
+  REQUIRE(serve.base().rfind("https://127.0.0.1:", 0) == 0);
+  const std::string ca = (data / "ca" / "ca.pem").string();
+  const std::string base = serve.base();
+  const std::string token_url = base.substr(0, base.size() - 5) + "/auth/token";
+
+  // Two days of a simulated patient's home readings, treated by org-npm.
+  auto sim = testing::run_command(telehub_cmd("simulate --data " + data.string() +
+                                              " --patients 1 --history-hours 48 --duration-s 1 --interval-ms 500 "
+                                              "--care-organisation org-npm"));
+  INFO(sim.output);
+  REQUIRE(sim.exit_code == 0);
+  std::smatch m;
+  REQUIRE(std::regex_search(sim.output, m, std::regex("Patient/([0-9a-f]{32})")));
+  const std::string patient = m[1];
+
+  // The hospital system's key, registration and token.
+  REQUIRE(testing::run_command(telehub_cmd("client keygen --out " + (dir.path() / "npm").string())).exit_code == 0);
+  REQUIRE(testing::run_command(telehub_cmd("client register --data " + data.string() + " --id npm-client --jwks " +
+                                           (dir.path() / "npm" / "jwks.json").string() +
+                                           " --scopes 'system/Observation.rs system/Patient.rs' --role care "
+                                           "--organisation org-npm"))
+              .exit_code == 0);
+  auto a = testing::run_command(telehub_cmd("client assertion --id npm-client --key " +
+                                            (dir.path() / "npm" / "client-key.pem").string() + " --aud " + token_url));
+  REQUIRE(a.exit_code == 0);
+  std::string jws = a.output.substr(0, a.output.find('\n'));
+  auto issued = testing::run_command(
+      "curl -s --cacert " + ca + " --data-urlencode grant_type=client_credentials --data-urlencode "
+      "'scope=system/Observation.rs system/Patient.rs' --data-urlencode "
+      "client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer --data-urlencode client_assertion=" +
+      jws + " " + token_url);
+  std::smatch t;
+  REQUIRE(std::regex_search(issued.output, t, std::regex("\"access_token\":\"([^\"]+)\"")));
+
+  // Wait until the hub stored the history (the simulator publishes it before its live second).
+  const auto out = dir.path() / "client-out";
+  auto run = testing::run_command("NODE_EXTRA_CA_CERTS=" + ca + " bash " + std::string(TELEHUB_SOURCE_DIR) +
+                                  "/tests/fhirclient/run.sh " + base + " " + t[1].str() + " " + patient + " " +
+                                  out.string() + " metadata,search 2>&1");
+  INFO(run.output);
+  REQUIRE(run.exit_code == 0);
+  std::smatch s;
+  REQUIRE(std::regex_search(run.output, s, std::regex("\"search\":\\{\"pages\":([0-9]+),\"entries\":([0-9]+)\\}")));
+  CHECK(std::stoi(s[1]) >= 3);     // 48 h of 15-minute history at 50 per page: several pages
+  CHECK(std::stoi(s[2]) >= 150);
+  // Everything the client received passes the validator.
+  std::vector<std::string> bodies;
+  for (const auto& f : std::filesystem::directory_iterator(out)) bodies.push_back(slurp(f.path()));
+  REQUIRE(bodies.size() >= 4);
+  auto validated = testing::fhir_validate(bodies);
+  INFO(validated.output);
+  CHECK(validated.exit_code == 0);
+  CHECK(serve.stop() == 0);
+}
