@@ -55,6 +55,7 @@ Rule rule(Endpoint e) {
     case Endpoint::kObservationSearch: return {{kRoleCare, {}}, "Observation", 's'};
     case Endpoint::kObservationRead: return {{kRoleCare, {}}, "Observation", 'r'};
     case Endpoint::kPatientRead: return {{kRoleCare, {}}, "Patient", 'r'};
+    case Endpoint::kPatientSearch: return {{kRoleCare, {}}, "Patient", 's'};
     case Endpoint::kPatientCreate: return {{kRoleCare, {}}, "Patient", 'c'};
     case Endpoint::kPatientUpdate: return {{kRoleCare, {}}, "Patient", 'u'};
     case Endpoint::kDeviceRead: return {{kRoleCare, kRoleEnrolment}, "Device", 'r'};
@@ -160,6 +161,7 @@ std::string_view audit_event_type(Endpoint endpoint) {
     case Endpoint::kObservationSearch: return "observation.search";
     case Endpoint::kObservationRead: return "observation.read";
     case Endpoint::kPatientRead: return "patient.read";
+    case Endpoint::kPatientSearch: return "patient.search";
     case Endpoint::kPatientCreate:
     case Endpoint::kPatientUpdate: return "subject.register";
     case Endpoint::kDeviceRead: return "device.read";

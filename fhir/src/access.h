@@ -21,6 +21,7 @@ enum class Endpoint {
   kObservationSearch,
   kObservationRead,
   kPatientRead,
+  kPatientSearch,
   kPatientCreate,
   kPatientUpdate,
   kDeviceRead,
@@ -70,6 +71,7 @@ std::variant<Principal, Denial> resolve_principal(const Request& request, const 
 // Whether `principal` may use `endpoint` (role and scope; not the care relation):
 //   kObservationSearch  care, system/Observation.s     kObservationRead  care, Observation.r
 //   kPatientRead        care, system/Patient.r         kPatientCreate    care, Patient.c
+//   kPatientSearch      care, system/Patient.s
 //   kPatientUpdate      care, system/Patient.u         kDeviceRead       care or enrolment, Device.r
 //   kAuditEventSearch   operator, system/AuditEvent.s  kConsentCreate    care, Consent.c
 //   kMetrics            operator (no FHIR scope)

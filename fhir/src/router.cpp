@@ -313,6 +313,80 @@ class Handlers {
     return json_response(200, identified_patient_json(id, **person));
   }
 
+  // GET Patient?identifier=system|value (care role): the identified Patient registered with
+  // that BSN (http://fhir.nl/fhir/NamingSystem/bsn) or record number, when the client's
+  // organisation has a care relation with them. Without one (or nobody registered) the Bundle is
+  // empty, so the answer does not tell whether the person is known; the attempt is audited as
+  // denied.
+  Response search_patients(const Request& r, const Principal& p, std::string_view query) const {
+    const auto& v = options_.privacy;
+    if (!v.vault || !v.pseudonymiser) return error_response(503, "transient", "the identity vault is not available");
+    auto params = parse_query(query);
+    if (!params) return error_response(400, "value", "malformed query string (bad percent-encoding)");
+    std::string identifier;
+    int identifiers = 0;
+    for (const auto& [k, val] : *params) {
+      if (k == "identifier") {
+        identifier = val;
+        ++identifiers;
+      } else if (k != "_count") {
+        return error_response(400, "not-supported",
+                              "Patient search supports only identifier=system|value; unknown parameter " +
+                                  (printable_name(k) ? k : std::string("(unreadable name)")));
+      }
+    }
+    const auto bar = identifier.find('|');
+    if (identifiers != 1 || bar == std::string::npos || bar == 0 || bar + 1 == identifier.size())
+      return error_response(400, "required", "Patient search needs one identifier=system|value");
+    const std::string system = identifier.substr(0, bar), value = identifier.substr(bar + 1);
+    auto found = system == "http://fhir.nl/fhir/NamingSystem/bsn" ? v.vault->find_by_bsn(value)
+                                                                  : v.vault->find_by_record_number({system, value});
+    if (!found) {
+      if (found.error().code == core::Code::kInvalidArgument) return error_response(400, "value", found.error().message);
+      return internal_error(found.error());
+    }
+    std::optional<privacy::Person> person;
+    std::string pseudonym;
+    if (*found) {
+      pseudonym = v.pseudonymiser->subject(**found).str();
+      auto related_ok = related(p, pseudonym);
+      if (!related_ok) return internal_error(related_ok.error());
+      if (*related_ok) {
+        auto got = v.vault->get(**found);
+        if (!got) return internal_error(got.error());
+        person = std::move(*got);
+      }
+    }
+    // The query names an identifier: the audit record keeps only the system, never the value.
+    if (!audit(r, p, Endpoint::kPatientSearch, person ? "success" : "denied", person ? pseudonym : std::string(),
+               "Patient", "identifier=" + system + "|(value)"))
+      return audit_failed();
+    JsonBuffer buffer;
+    JsonWriter w(buffer);
+    w.StartObject();
+    write_member(w, "resourceType", "Bundle");
+    write_member(w, "type", "searchset");
+    write_key(w, "total");
+    w.Uint(person ? 1 : 0);
+    if (person) {
+      write_key(w, "entry");
+      w.StartArray();
+      w.StartObject();
+      write_member(w, "fullUrl", options_.base_url + "/Patient/" + pseudonym);
+      write_key(w, "resource");
+      const std::string resource = identified_patient_json(pseudonym, *person);
+      w.RawValue(resource.data(), resource.size(), rapidjson::kObjectType);
+      write_key(w, "search");
+      w.StartObject();
+      write_member(w, "mode", "match");
+      w.EndObject();
+      w.EndObject();
+      w.EndArray();
+    }
+    w.EndObject();
+    return json_response(200, to_string(buffer));
+  }
+
   // POST Patient, or PUT Patient?identifier=system|value (conditional update,
   // http://hl7.org/fhir/R4/http.html#cond-update): registers the person in the vault. A care
   // client that registers a person thereby declares a care relation of its organisation with
@@ -526,9 +600,10 @@ Response route(const Handlers& h, const Request& request, const RouterOptions& o
       if (request.method != "GET") return not_allowed("GET");
       return *matched == Route::kMetadata ? h.metadata() : h.smart_configuration();
     case Route::kPatientType:
-      if (request.method == "GET") return not_found("unknown route (Patient search is not supported)");
-      if (request.method != "POST" && request.method != "PUT") return not_allowed("POST, PUT");
-      endpoint = request.method == "POST" ? Endpoint::kPatientCreate : Endpoint::kPatientUpdate;
+      if (request.method != "GET" && request.method != "POST" && request.method != "PUT") return not_allowed("GET, POST, PUT");
+      endpoint = request.method == "GET"    ? Endpoint::kPatientSearch
+                 : request.method == "POST" ? Endpoint::kPatientCreate
+                                            : Endpoint::kPatientUpdate;
       break;
     case Route::kConsent:
       if (request.method != "POST") return not_allowed("POST");
@@ -544,6 +619,20 @@ Response route(const Handlers& h, const Request& request, const RouterOptions& o
       break;
   }
 
+  // The query as the audit log may keep it: identifier values (a BSN, a record number) of the
+  // Patient routes are replaced by "(value)".
+  std::string audited_query(target->query);
+  if (endpoint == Endpoint::kPatientSearch || endpoint == Endpoint::kPatientUpdate) {
+    auto params = parse_query(target->query);
+    audited_query.clear();
+    if (params)
+      for (const auto& [k, v] : *params) {
+        const auto bar = v.find('|');
+        audited_query += (audited_query.empty() ? "" : "&") + (printable_name(k) ? k : std::string("?")) + "=" +
+                         (k == "identifier" && bar != std::string::npos ? v.substr(0, bar) + "|(value)" : "(value)");
+      }
+  }
+
   // Who asks, and may they use this endpoint at all? Refusals are audited.
   const std::string object = s.size() == 2 ? s[0] + "/" + (valid_fhir_id(s[1]) ? s[1] : std::string("?")) : s[0];
   const std::string subject =
@@ -554,12 +643,12 @@ Response route(const Handlers& h, const Request& request, const RouterOptions& o
     anonymous.kind = Principal::Kind::kLocal;  // so the refusal is recorded
     anonymous.user = "anonymous";
     anonymous.role = "none";
-    h.audit(request, anonymous, endpoint, "denied", subject, object, std::string(target->query));
+    h.audit(request, anonymous, endpoint, "denied", subject, object, audited_query);
     return denial_response(*denial);
   }
   const Principal& principal = std::get<Principal>(resolved);
   if (auto denial = authorise(endpoint, principal)) {
-    h.audit(request, principal, endpoint, "denied", subject, object, std::string(target->query));
+    h.audit(request, principal, endpoint, "denied", subject, object, audited_query);
     return denial_response(*denial);
   }
 
@@ -567,6 +656,7 @@ Response route(const Handlers& h, const Request& request, const RouterOptions& o
     case Endpoint::kObservationSearch: return h.search_observations(request, principal, target->query);
     case Endpoint::kObservationRead: return h.read_observation(request, principal, s[1]);
     case Endpoint::kPatientRead: return h.read_patient(request, principal, s[1]);
+    case Endpoint::kPatientSearch: return h.search_patients(request, principal, target->query);
     case Endpoint::kDeviceRead: return h.read_device(request, principal, s[1]);
     case Endpoint::kAuditEventSearch: return h.search_audit(request, principal, target->query);
     case Endpoint::kPatientCreate:

@@ -512,11 +512,14 @@ TEST_CASE("errors are OperationOutcomes with the right status", "[fhir]") {
 
   // Unknown routes.
   for (const char* target : {"/fhir/Unknown", "/fhir/Unknown/1", "/other", "/", "/fhirx/metadata", "/fhir",
-                             "/fhir/", "/fhir/metadata/x", "/fhir/Observation/1/_history/1", "/fhir/Patient",
+                             "/fhir/", "/fhir/metadata/x", "/fhir/Observation/1/_history/1",
                              "/fhir/Observation/%zz"}) {
     INFO(target);
     CHECK(issue_code(f.get_json(target, 404)) == "not-found");
   }
+
+  // Patient search is for the care role: 403 without authentication.
+  CHECK(issue_code(f.get_json("/fhir/Patient", 403)) == "forbidden");
 
   // Methods other than GET: 405 with Allow.
   for (const char* method : {"POST", "PUT", "DELETE", "PATCH", "HEAD"}) {
