@@ -62,13 +62,19 @@ Rule rule(Endpoint e) {
     case Endpoint::kAuditEventSearch: return {{kRoleOperator, {}}, "AuditEvent", 's'};
     case Endpoint::kConsentCreate: return {{kRoleCare, {}}, "Consent", 'c'};
     case Endpoint::kMetrics: return {{kRoleOperator, {}}, {}, 'r'};
+    case Endpoint::kBundle: return {{kRoleCare, {}}, {}, 'c'};
+    case Endpoint::kClinicalRead: return {{kRoleCare, {}}, "*", 'r'};
+    case Endpoint::kClinicalSearch: return {{kRoleCare, {}}, "*", 's'};
+    case Endpoint::kEverything: return {{kRoleCare, {}}, "Patient", 'r'};
+    case Endpoint::kLastn: return {{kRoleCare, {}}, "Observation", 's'};
   }
   return {{}, {}, 'r'};
 }
 
 bool open_endpoint(Endpoint e) {
   return e == Endpoint::kObservationSearch || e == Endpoint::kObservationRead || e == Endpoint::kPatientRead ||
-         e == Endpoint::kDeviceRead || e == Endpoint::kMetrics;
+         e == Endpoint::kDeviceRead || e == Endpoint::kMetrics || e == Endpoint::kClinicalRead ||
+         e == Endpoint::kClinicalSearch || e == Endpoint::kEverything || e == Endpoint::kLastn;
 }
 
 }  // namespace
@@ -132,7 +138,7 @@ std::variant<Principal, Denial> resolve_principal(const Request& request, const 
                          false);
 }
 
-std::optional<Denial> authorise(Endpoint endpoint, const Principal& principal) {
+std::optional<Denial> authorise(Endpoint endpoint, const Principal& principal, std::string_view resource_type) {
   switch (principal.kind) {
     case Principal::Kind::kLocal:
       return std::nullopt;
@@ -145,7 +151,8 @@ std::optional<Denial> authorise(Endpoint endpoint, const Principal& principal) {
     case Principal::Kind::kGrant:
       break;
   }
-  const Rule r = rule(endpoint);
+  Rule r = rule(endpoint);
+  if (r.resource == "*") r.resource = resource_type;
   if (std::find(r.roles.begin(), r.roles.end(), principal.role) == r.roles.end() || principal.role.empty())
     return Denial{403, "forbidden", "the role " + principal.role + " may not use this endpoint", ""};
   if (!r.resource.empty() && !principal.grant.allows(r.resource, r.interaction)) {
@@ -168,6 +175,11 @@ std::string_view audit_event_type(Endpoint endpoint) {
     case Endpoint::kAuditEventSearch: return "audit.read";
     case Endpoint::kConsentCreate: return "consent.update";
     case Endpoint::kMetrics: return "metrics.read";
+    case Endpoint::kBundle: return "clinical.import";
+    case Endpoint::kClinicalRead: return "clinical.read";
+    case Endpoint::kClinicalSearch: return "clinical.search";
+    case Endpoint::kEverything: return "patient.everything";
+    case Endpoint::kLastn: return "observation.lastn";
   }
   return "access";
 }
@@ -175,7 +187,8 @@ std::string_view audit_event_type(Endpoint endpoint) {
 char audit_action(Endpoint endpoint) {
   switch (endpoint) {
     case Endpoint::kPatientCreate:
-    case Endpoint::kConsentCreate: return 'C';
+    case Endpoint::kConsentCreate:
+    case Endpoint::kBundle: return 'C';
     case Endpoint::kPatientUpdate: return 'U';
     default: return 'R';
   }

@@ -28,6 +28,12 @@ enum class Endpoint {
   kAuditEventSearch,
   kConsentCreate,
   kMetrics,
+  // Issue [7/8]: clinical records and operations. The resource type comes with the request.
+  kBundle,           // POST /fhir (transaction or batch): per entry type 'c' (POST) or 'u' (PUT)
+  kClinicalRead,     // GET <Type>/<id>, <Type>/<id>/_history[/<vid>]: 'r'
+  kClinicalSearch,   // GET <Type>?...: 's'
+  kEverything,       // GET Patient/<id>/$everything: Patient 'r'; other types filtered by scope
+  kLastn,            // GET Observation/$lastn: Observation 's'
 };
 
 // The roles of issue [6/8].
@@ -77,8 +83,11 @@ std::variant<Principal, Denial> resolve_principal(const Request& request, const 
 //   kMetrics            operator (no FHIR scope)
 // The research role has no endpoint here (its research endpoints arrive with issue [8/8]).
 // kLocal may use every endpoint. kOpen may use the pseudonymous reads (Observation search and
-// read, Patient read, Device read, metrics) and nothing else.
-std::optional<Denial> authorise(Endpoint endpoint, const Principal& principal);
+// read, Patient read, Device read, metrics, clinical reads and searches, $everything, $lastn)
+// and nothing else.
+// The [7/8] endpoints are care only; their scope is checked on `resource_type` (kBundle: the
+// router checks each entry's type itself, here only the role).
+std::optional<Denial> authorise(Endpoint endpoint, const Principal& principal, std::string_view resource_type = {});
 
 // "observation.search", "patient.read", ... (the audit event type of an endpoint).
 std::string_view audit_event_type(Endpoint endpoint);

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdio>
+#include <ctime>
 #include <exception>
 
 #include "json.h"
@@ -12,6 +14,8 @@
 #include "patient.h"
 #include "search_params.h"
 #include "access.h"
+#include "bundle_import.h"
+#include "clinical_search.h"
 #include "representation.h"
 #include "telehub/fhir/audit_event.h"
 #include "telehub/core/log.h"
@@ -52,6 +56,20 @@ Response internal_error(const core::Error& error) {
   return error_response(500, "exception", "internal error");
 }
 
+// An HTTP-date (RFC 9110 section 5.6.7, IMF-fixdate) for Last-Modified.
+std::string http_date(core::TimePoint t) {
+  const std::time_t seconds = static_cast<std::time_t>(core::to_unix_millis(t) / 1000);
+  std::tm tm{};
+  gmtime_r(&seconds, &tm);
+  static constexpr const char* kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+  static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  char out[40];
+  std::snprintf(out, sizeof out, "%s, %02d %s %04d %02d:%02d:%02d GMT", kDays[tm.tm_wday], tm.tm_mday, kMonths[tm.tm_mon],
+                tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+  return out;
+}
+
 // The path below /fhir, split into percent-decoded segments, and the raw query.
 struct Target {
   std::vector<std::string> segments;
@@ -67,7 +85,8 @@ std::optional<Target> split_target(std::string_view target) {
   if (const auto hash = t.query.find('#'); hash != std::string_view::npos) t.query = t.query.substr(0, hash);
   if (path.substr(0, kPrefix.size()) != kPrefix) return std::nullopt;
   path.remove_prefix(kPrefix.size());
-  if (path.empty() || path[0] != '/') return std::nullopt;
+  if (path.empty() || path == "/") return t;  // the base itself: POST /fhir (a Bundle)
+  if (path[0] != '/') return std::nullopt;
   path.remove_prefix(1);
   std::size_t start = 0;
   for (;;) {
@@ -119,6 +138,14 @@ class Handlers {
   Response search_observations(const Request& r, const Principal& p, std::string_view query) const {
     auto params = parse_query(query);
     if (!params) return error_response(400, "value", "malformed query string (bad percent-encoding)");
+    // Paging runs over the home readings first, then over the clinical Observations: a cursor
+    // "c:<clinical cursor>" is in the second phase (docs/fhir.md, "Observation search").
+    std::optional<std::string> clinical_cursor;
+    std::erase_if(*params, [&](const QueryParam& q) {
+      if (q.name != "_cursor" || !q.value.starts_with("c:")) return false;
+      clinical_cursor = q.value.substr(2);
+      return true;
+    });
     auto search = parse_observation_search(*params, {options_.base_url, options_.default_count, options_.max_count});
     if (!search) return outcome_response(400, search.error());
     if (auto refused = check_subject(r, p, Endpoint::kObservationSearch, search->subject, "Observation", std::string(query)))
@@ -126,7 +153,7 @@ class Handlers {
 
     std::vector<storage::StoredObservation> items;
     std::optional<storage::Cursor> next;
-    if (!search->matches_nothing) {
+    if (!search->matches_nothing && !clinical_cursor) {
       // One store query per matching code (a token may stand for several stored codes, e.g.
       // 2708-6 also matches 59408-5 readings), merged in (time, id) order. Each query returns
       // its first `count` rows after the cursor, so the first `count` of the merge are the first
@@ -157,6 +184,37 @@ class Handlers {
       }
       if (more && !items.empty()) next = storage::Cursor{core::to_unix_millis(items.back().reading.time), items.back().id};
     }
+    // The clinical phase: Observations imported from hospital systems, when the home phase
+    // left room on this page.
+    std::vector<clinical::StoredResource> clinical_items;
+    std::optional<std::string> next_clinical;  // the clinical cursor of the next page
+    if (options_.clinical && !search->matches_nothing && !next && items.size() < search->count) {
+      clinical::Query q;
+      q.type = "Observation";
+      q.subject = search->subject;
+      if (search->codes)
+        for (const auto& code : *search->codes) q.tokens.push_back({"code", "", code});
+      if (search->from) {
+        const auto ms = core::to_unix_millis(*search->from);
+        q.dates.push_back({clinical::Prefix::kGe, {ms, ms + 1}});
+      }
+      if (search->to) {
+        const auto ms = core::to_unix_millis(*search->to);
+        q.dates.push_back({clinical::Prefix::kLt, {ms, ms + 1}});
+      }
+      q.sort = clinical::SortBy::kDate;
+      q.cursor = clinical_cursor.value_or("");
+      q.limit = static_cast<int>(search->count - items.size());
+      auto page = options_.clinical->search(q);
+      if (!page) {
+        if (page.error().code == core::Code::kInvalidArgument) return error_response(400, "value", "bad _cursor");
+        return internal_error(page.error());
+      }
+      clinical_items = std::move(page->resources);
+      if (!page->next_cursor.empty()) next_clinical = page->next_cursor;
+    } else if (options_.clinical && !search->matches_nothing && !next && items.size() == search->count) {
+      next_clinical = "";  // a full home page and no more home readings: the clinical phase next
+    }
 
     JsonBuffer buffer;
     JsonWriter w(buffer);
@@ -174,9 +232,15 @@ class Handlers {
       write_member(w, "relation", "next");
       write_member(w, "url", search_url(options_.base_url, *search, next));
       w.EndObject();
+    } else if (next_clinical) {
+      w.StartObject();
+      write_member(w, "relation", "next");
+      write_member(w, "url", search_url(options_.base_url, *search, std::nullopt) + "&_cursor=" +
+                                 percent_encode("c:" + *next_clinical));
+      w.EndObject();
     }
     w.EndArray();
-    if (!items.empty() || !search->ignored.empty()) {
+    if (!items.empty() || !clinical_items.empty() || !search->ignored.empty()) {
       write_key(w, "entry");
       w.StartArray();
       for (const auto& o : items) {
@@ -190,6 +254,7 @@ class Handlers {
         w.EndObject();
         w.EndObject();
       }
+      for (const auto& c : clinical_items) write_entry(w, c, "match");
       if (!search->ignored.empty()) {
         // Lenient handling: unknown parameters are ignored and reported in an outcome entry
         // (http://hl7.org/fhir/R4/search.html#errors).
@@ -212,7 +277,7 @@ class Handlers {
 
   Response read_observation(const Request& r, const Principal& p, std::string_view id_text) const {
     const auto id = parse_observation_id(id_text);
-    if (!id) return not_found("no such Observation");
+    if (!id) return clinical_read(r, p, "Observation", id_text, std::nullopt, false);
     auto found = store_.observations().get(*id);
     if (!found) return internal_error(found.error());
     if (!*found) return not_found("no such Observation");
@@ -236,6 +301,439 @@ class Handlers {
       return audit_failed();
     }
     return json_response(200, device_json(**found));
+  }
+
+  // ---- clinical records (issue [7/8], docs/clinical.md) ----
+
+  // A searchset/history entry for a stored clinical resource.
+  void write_entry(JsonWriter& w, const clinical::StoredResource& c, std::string_view mode) const {
+    w.StartObject();
+    write_member(w, "fullUrl", options_.base_url + "/" + c.type + "/" + c.id);
+    write_key(w, "resource");
+    w.RawValue(c.json.data(), c.json.size(), rapidjson::kObjectType);
+    write_key(w, "search");
+    w.StartObject();
+    write_member(w, "mode", mode);
+    w.EndObject();
+    w.EndObject();
+  }
+
+  // GET <Type>/<id>, <Type>/<id>/_history/<version> (vread), <Type>/<id>/_history.
+  Response clinical_read(const Request& r, const Principal& p, std::string_view type, std::string_view id,
+                         std::optional<std::string_view> version, bool history) const {
+    if (!options_.clinical || !valid_fhir_id(id)) return not_found("no such " + std::string(type));
+    Result<std::optional<clinical::StoredResource>> found = std::optional<clinical::StoredResource>();
+    if (version) {
+      std::int64_t v = 0;
+      const auto [end, ec] = std::from_chars(version->data(), version->data() + version->size(), v);
+      if (ec != std::errc() || end != version->data() + version->size() || v < 1)
+        return not_found("no such version");
+      found = options_.clinical->vread(type, id, v);
+    } else {
+      found = options_.clinical->read(type, id);
+    }
+    if (!found) return internal_error(found.error());
+    if (!*found) {
+      if (!history) return not_found("no such " + std::string(type));
+    }
+    const std::string object = std::string(type) + "/" + std::string(id);
+    const std::string subject = *found ? (*found)->subject : std::string();
+    if (*found && !subject.empty()) {
+      if (auto refused = check_subject(r, p, Endpoint::kClinicalRead, subject, object)) return *refused;
+    } else if (!audit(r, p, Endpoint::kClinicalRead, "success", subject, object)) {
+      return audit_failed();
+    }
+    if (!history) {
+      auto response = json_response(200, (*found)->json);
+      response.headers.emplace_back("ETag", "W/\"" + std::to_string((*found)->version) + "\"");
+      response.headers.emplace_back("Last-Modified", http_date((*found)->last_updated));
+      return response;
+    }
+    auto versions = options_.clinical->history(type, id);
+    if (!versions) return internal_error(versions.error());
+    if (versions->empty()) return not_found("no such " + std::string(type));
+    if (!*found && !versions->front().subject.empty()) {
+      if (auto refused = check_subject(r, p, Endpoint::kClinicalRead, versions->front().subject, object)) return *refused;
+    }
+    JsonBuffer buffer;
+    JsonWriter w(buffer);
+    w.StartObject();
+    write_member(w, "resourceType", "Bundle");
+    write_member(w, "type", "history");
+    write_key(w, "total");
+    w.Uint64(versions->size());
+    write_key(w, "entry");
+    w.StartArray();
+    for (std::size_t i = 0; i < versions->size(); ++i) {
+      const auto& v = (*versions)[i];
+      w.StartObject();
+      write_member(w, "fullUrl", options_.base_url + "/" + v.type + "/" + v.id);
+      write_key(w, "resource");
+      w.RawValue(v.json.data(), v.json.size(), rapidjson::kObjectType);
+      write_key(w, "request");
+      w.StartObject();
+      write_member(w, "method", v.version == 1 ? "POST" : "PUT");
+      write_member(w, "url", v.version == 1 ? v.type : v.type + "/" + v.id);
+      w.EndObject();
+      write_key(w, "response");
+      w.StartObject();
+      write_member(w, "status", v.version == 1 ? "201 Created" : "200 OK");
+      write_member(w, "etag", "W/\"" + std::to_string(v.version) + "\"");
+      w.EndObject();
+      w.EndObject();
+    }
+    w.EndArray();
+    w.EndObject();
+    return json_response(200, to_string(buffer));
+  }
+
+  // GET <Type>?... over the clinical records.
+  Response clinical_search(const Request& r, const Principal& p, const std::string& type, std::string_view query) const {
+    if (!options_.clinical) return not_found("unknown route");
+    auto params = parse_query(query);
+    if (!params) return error_response(400, "value", "malformed query string (bad percent-encoding)");
+    bool strict = false;
+    for (const auto& [k, v] : r.headers)
+      if (k.size() == 6 && (k == "Prefer" || k == "prefer") && v.find("handling=strict") != std::string::npos) strict = true;
+    auto search = parse_clinical_search(type, *params, {options_.base_url, options_.default_count, options_.max_count}, strict);
+    if (!search) return outcome_response(400, search.error());
+    // Patient data is searched per patient, within the care relation; types without a patient
+    // (Organization, Practitioner, ...) may be searched without one.
+    const std::string subject = search->query.subject.value_or("");
+    if (p.kind == Principal::Kind::kGrant && subject.empty() && !subjectless_type(type))
+      return error_response(403, "forbidden", "care clients search " + type + " by patient");
+    if (!subject.empty()) {
+      if (auto refused = check_subject(r, p, Endpoint::kClinicalSearch, subject, type, std::string(query))) return *refused;
+    } else if (!audit(r, p, Endpoint::kClinicalSearch, "success", "", type, std::string(query))) {
+      return audit_failed();
+    }
+    auto link = [&](const std::string& cursor) {
+      std::string url = options_.base_url + "/" + type + "?";
+      for (const auto& q : search->link_params) url += percent_encode(q.name) + "=" + percent_encode(q.value) + "&";
+      url += "_count=" + std::to_string(search->query.limit);
+      if (!cursor.empty()) url += "&_cursor=" + percent_encode(cursor);
+      return url;
+    };
+    JsonBuffer buffer;
+    JsonWriter w(buffer);
+    w.StartObject();
+    write_member(w, "resourceType", "Bundle");
+    write_member(w, "type", "searchset");
+    if (search->summary_count) {
+      auto n = options_.clinical->count(search->query);
+      if (!n) return internal_error(n.error());
+      write_key(w, "total");
+      w.Int64(*n);
+      w.EndObject();
+      return json_response(200, to_string(buffer));
+    }
+    auto page = options_.clinical->search(search->query);
+    if (!page) {
+      if (page.error().code == core::Code::kInvalidArgument) return error_response(400, "value", "bad _cursor or query");
+      return internal_error(page.error());
+    }
+    write_key(w, "link");
+    w.StartArray();
+    w.StartObject();
+    write_member(w, "relation", "self");
+    write_member(w, "url", link(search->query.cursor));
+    w.EndObject();
+    if (!page->next_cursor.empty()) {
+      w.StartObject();
+      write_member(w, "relation", "next");
+      write_member(w, "url", link(page->next_cursor));
+      w.EndObject();
+    }
+    w.EndArray();
+    if (!page->resources.empty() || !search->ignored.empty()) {
+      write_key(w, "entry");
+      w.StartArray();
+      for (const auto& c : page->resources) write_entry(w, c, "match");
+      if (!search->ignored.empty()) {
+        std::string names;
+        for (const auto& n : search->ignored) names += (names.empty() ? "" : ", ") + (printable_name(n) ? n : std::string("?"));
+        w.StartObject();
+        write_key(w, "resource");
+        write_operation_outcome(w, {Issue{"warning", "not-supported", "parameters not supported and ignored: " + names}});
+        write_key(w, "search");
+        w.StartObject();
+        write_member(w, "mode", "outcome");
+        w.EndObject();
+        w.EndObject();
+      }
+      w.EndArray();
+    }
+    w.EndObject();
+    return json_response(200, to_string(buffer));
+  }
+
+  static bool subjectless_type(std::string_view type) {
+    return type == "Organization" || type == "Practitioner" || type == "PractitionerRole" || type == "Location" ||
+           type == "Medication" || type == "Substance";
+  }
+
+  // POST /fhir: a transaction or batch Bundle (bundle_import.h). The care role imports for
+  // patients it treats; a Patient in the Bundle (registration) declares the care relation, as
+  // POST Patient does.
+  Response import(const Request& r, const Principal& p) const {
+    const auto& v = options_.privacy;
+    if (!options_.clinical || !v.vault || !v.pseudonymiser)
+      return error_response(503, "transient", "the clinical store or the identity vault is not available");
+    if (p.kind == Principal::Kind::kGrant) {
+      // Scopes per entry: 'c' for POST, 'u' for PUT, on the entry's resource type.
+      rapidjson::Document d;
+      d.Parse<rapidjson::kParseIterativeFlag>(r.body.data(), r.body.size());
+      if (d.HasParseError() || !d.IsObject()) return error_response(400, "invalid", "the body is not a JSON Bundle");
+      const rapidjson::Value& root = d;
+      if (auto entries = root.FindMember("entry"); entries != root.MemberEnd() && entries->value.IsArray()) {
+        for (const auto& e : entries->value.GetArray()) {
+          if (!e.IsObject()) continue;
+          const auto res = e.FindMember("resource");
+          const auto req = e.FindMember("request");
+          if (res == e.MemberEnd() || !res->value.IsObject()) continue;
+          const auto rt = res->value.FindMember("resourceType");
+          if (rt == res->value.MemberEnd() || !rt->value.IsString()) continue;
+          const std::string type(rt->value.GetString(), rt->value.GetStringLength());
+          char interaction = 'c';
+          if (req != e.MemberEnd() && req->value.IsObject()) {
+            const auto m = req->value.FindMember("method");
+            if (m != req->value.MemberEnd() && m->value.IsString() && std::string_view(m->value.GetString()) == "PUT")
+              interaction = 'u';
+          }
+          if (!p.grant.allows(type, interaction)) {
+            audit(r, p, Endpoint::kBundle, "denied", "", "Bundle");
+            auto denied = error_response(403, "forbidden",
+                                         "the access token does not grant system/" + (printable_name(type) ? type : std::string("?")) +
+                                             "." + std::string(1, interaction));
+            return denied;
+          }
+        }
+      }
+      // Entries that name an existing patient directly need the care relation.
+      for (std::size_t at = r.body.find("Patient/"); at != std::string::npos; at = r.body.find("Patient/", at + 8)) {
+        const std::string_view candidate = std::string_view(r.body).substr(at + 8, 32);
+        if (candidate.size() != 32 || !privacy::SubjectPseudonym::parse(candidate)) continue;
+        auto ok = related(p, candidate);
+        if (!ok) return internal_error(ok.error());
+        if (!*ok) {
+          audit(r, p, Endpoint::kBundle, "denied", std::string(candidate), "Bundle");
+          return error_response(403, "forbidden", "no active care relation between your organisation and a patient in the Bundle");
+        }
+      }
+    }
+    ImportContext context{*v.vault, *v.pseudonymiser, store_.registry(), *options_.clinical, options_.base_url};
+    auto result = import_bundle(r.body, context);
+    if (!result) {
+      const auto& e = result.error();
+      if (e.code == core::Code::kInvalidArgument) return error_response(400, "invalid", e.message);
+      if (e.code == core::Code::kFailedPrecondition) return error_response(412, "conflict", e.message);
+      if (e.code == core::Code::kAlreadyExists) return error_response(409, "duplicate", e.message);
+      return internal_error(e);
+    }
+    for (const auto& patient : result->patients) {
+      if (p.kind == Principal::Kind::kGrant && p.role == kRoleCare) {
+        if (!options_.auth.care_relations || p.organisation.empty())
+          return error_response(503, "transient", "care relations are not available");
+        auto added = options_.auth.care_relations->add(patient.pseudonym, p.organisation, core::system_clock().now(),
+                                                       "fhir:" + p.user);
+        if (!added) return internal_error(added.error());
+      }
+      if (!audit(r, p, Endpoint::kBundle, "success", patient.pseudonym, "Patient/" + patient.pseudonym)) return audit_failed();
+    }
+    if (result->patients.empty() && !audit(r, p, Endpoint::kBundle, "success", "", "Bundle")) return audit_failed();
+    return json_response(200, response_bundle_json(*result, options_.base_url));
+  }
+
+  // GET Patient/<id>/$everything (http://hl7.org/fhir/R4/patient-operation-everything.html):
+  // the Patient (identified for the care role), their Devices, the clinical records and the home
+  // readings, paged: the first page starts with the Patient and Devices, then clinical records
+  // in write order, then home readings in time order. _type limits the types, _since the
+  // clinical records' lastUpdated, start/end the home readings' time; _count the page size.
+  Response everything(const Request& r, const Principal& p, std::string_view id, std::string_view query) const {
+    if (!privacy::SubjectPseudonym::parse(id)) return not_found("no such Patient");
+    auto exists = store_.registry().subject_exists(id);
+    if (!exists) return internal_error(exists.error());
+    if (!*exists) return not_found("no such Patient");
+    auto params = parse_query(query);
+    if (!params) return error_response(400, "value", "malformed query string (bad percent-encoding)");
+    std::size_t count = options_.default_count;
+    std::vector<std::string> types;
+    std::optional<core::TimePoint> since, start, end;
+    std::string cursor;
+    std::vector<QueryParam> link_params;
+    for (const auto& q : *params) {
+      if (q.name == "_count") {
+        std::size_t n = 0;
+        const auto [e, ec] = std::from_chars(q.value.data(), q.value.data() + q.value.size(), n);
+        if (ec != std::errc() || e != q.value.data() + q.value.size() || n < 1)
+          return error_response(400, "value", "_count must be a positive integer");
+        count = std::min(n, options_.max_count);
+        continue;
+      }
+      if (q.name == "_cursor") {
+        cursor = q.value;
+        continue;
+      }
+      if (q.name == "_type") {
+        std::size_t b = 0;
+        for (;;) {
+          const auto c = q.value.find(',', b);
+          const std::string t = q.value.substr(b, c == std::string::npos ? std::string::npos : c - b);
+          if (!t.empty()) types.push_back(t);
+          if (c == std::string::npos) break;
+          b = c + 1;
+        }
+      } else if (q.name == "_since" || q.name == "start" || q.name == "end") {
+        auto range = clinical::fhir_date_range(q.value);
+        if (!range) return error_response(400, "value", q.name + " must be a FHIR date or dateTime");
+        if (q.name == "_since") since = core::from_unix_millis(range->from_ms);
+        else if (q.name == "start") start = core::from_unix_millis(range->from_ms);
+        else end = core::from_unix_millis(range->to_ms);
+      } else {
+        return error_response(400, "not-supported", "$everything supports _count, _type, _since, start and end");
+      }
+      link_params.push_back(q);
+    }
+    const std::string object = "Patient/" + std::string(id);
+    if (auto refused = check_subject(r, p, Endpoint::kEverything, std::string(id), object, std::string(query)))
+      return *refused;
+    auto wanted = [&](std::string_view type) {
+      if (!types.empty() && std::find(types.begin(), types.end(), type) == types.end()) return false;
+      return p.kind != Principal::Kind::kGrant || p.grant.allows(type, 'r');
+    };
+
+    JsonBuffer buffer;
+    JsonWriter w(buffer);
+    std::size_t room = count;
+    std::string next;
+    w.StartObject();
+    write_member(w, "resourceType", "Bundle");
+    write_member(w, "type", "searchset");
+    // Entries first (into their own buffer), links after we know the next cursor.
+    JsonBuffer entries_buffer;
+    JsonWriter e(entries_buffer);
+    e.StartArray();
+    if (cursor.empty()) {
+      if (wanted("Patient")) {
+        Response patient = read_patient_body(p, id);
+        if (patient.status != 200) return patient;
+        e.StartObject();
+        write_member(e, "fullUrl", options_.base_url + "/" + object);
+        write_key(e, "resource");
+        e.RawValue(patient.body.data(), patient.body.size(), rapidjson::kObjectType);
+        write_key(e, "search");
+        e.StartObject();
+        write_member(e, "mode", "match");
+        e.EndObject();
+        e.EndObject();
+      }
+      if (wanted("Device")) {
+        auto devices = store_.registry().devices_of(id);
+        if (!devices) return internal_error(devices.error());
+        for (const auto& d : *devices) {
+          if (!valid_fhir_id(d.id)) continue;
+          e.StartObject();
+          write_member(e, "fullUrl", options_.base_url + "/Device/" + d.id);
+          write_key(e, "resource");
+          const std::string device = device_json(d);
+          e.RawValue(device.data(), device.size(), rapidjson::kObjectType);
+          write_key(e, "search");
+          e.StartObject();
+          write_member(e, "mode", "include");
+          e.EndObject();
+          e.EndObject();
+        }
+      }
+    }
+    // Clinical records ("c:<cursor>", the first phase after the Patient).
+    const bool home_phase = cursor.starts_with("h:");
+    if (!home_phase && options_.clinical) {
+      std::vector<std::string> clinical_types;
+      for (const auto& t : types)
+        if (t != "Patient" && t != "Device") clinical_types.push_back(t);
+      if (types.empty() || !clinical_types.empty()) {
+        auto page = options_.clinical->of_subject(id, clinical_types, since, cursor.starts_with("c:") ? cursor.substr(2) : "",
+                                                  static_cast<int>(room));
+        if (!page) {
+          if (page.error().code == core::Code::kInvalidArgument) return error_response(400, "value", "bad _cursor");
+          return internal_error(page.error());
+        }
+        for (const auto& c : page->resources) {
+          if (!wanted(c.type)) continue;
+          write_entry(e, c, "match");
+        }
+        room -= std::min(room, page->resources.size());
+        if (!page->next_cursor.empty()) next = "c:" + page->next_cursor;
+      }
+    }
+    // Home readings ("h:<time>.<id>").
+    if (next.empty() && room > 0 && wanted("Observation")) {
+      storage::ObservationQuery q;
+      q.subject = std::string(id);
+      q.from = start;
+      q.to = end;
+      if (home_phase) {
+        auto after = parse_cursor(cursor.substr(2));
+        if (!after) return error_response(400, "value", "bad _cursor");
+        q.after = *after;
+      }
+      q.limit = room;
+      auto page = store_.observations().search(q);
+      if (!page) return internal_error(page.error());
+      for (const auto& o : page->items) {
+        e.StartObject();
+        write_member(e, "fullUrl", options_.base_url + "/Observation/" + std::to_string(o.id));
+        write_key(e, "resource");
+        write_observation(e, o, rules());
+        write_key(e, "search");
+        e.StartObject();
+        write_member(e, "mode", "match");
+        e.EndObject();
+        e.EndObject();
+      }
+      if (page->next) next = "h:" + format_cursor(*page->next);
+    } else if (next.empty() && room == 0 && wanted("Observation") && !home_phase) {
+      next = "h:";  // the clinical phase filled this page: the home readings follow
+    }
+    e.EndArray();
+    if (next == "h:") {
+      // Only when there is a home reading at all: an empty last page is still a valid page.
+      storage::ObservationQuery q;
+      q.subject = std::string(id);
+      q.from = start;
+      q.to = end;
+      q.limit = 1;
+      auto any = store_.observations().search(q);
+      if (!any) return internal_error(any.error());
+      if (any->items.empty()) next.clear();
+    }
+    auto link = [&](const std::string& c) {
+      std::string url = options_.base_url + "/" + object + "/$everything?";
+      for (const auto& q : link_params) url += percent_encode(q.name) + "=" + percent_encode(q.value) + "&";
+      url += "_count=" + std::to_string(count);
+      if (!c.empty()) url += "&_cursor=" + percent_encode(c);
+      return url;
+    };
+    write_key(w, "link");
+    w.StartArray();
+    w.StartObject();
+    write_member(w, "relation", "self");
+    write_member(w, "url", link(cursor));
+    w.EndObject();
+    if (!next.empty()) {
+      w.StartObject();
+      write_member(w, "relation", "next");
+      write_member(w, "url", link(next));
+      w.EndObject();
+    }
+    w.EndArray();
+    const std::string entries = to_string(entries_buffer);
+    if (entries != "[]") {
+      write_key(w, "entry");
+      w.RawValue(entries.data(), entries.size(), rapidjson::kArrayType);
+    }
+    w.EndObject();
+    return json_response(200, to_string(buffer));
   }
 
   // ---- access control and audit (access.h, docs/security.md) ----
@@ -296,6 +794,22 @@ class Handlers {
   }
 
   // ---- identified data ----
+
+  // The Patient for $everything: identified for the care role and the local care setting (the
+  // vault's Person), pseudonymous otherwise. No audit here ($everything audits itself).
+  Response read_patient_body(const Principal& p, std::string_view id) const {
+    const auto& v = options_.privacy;
+    if (p.kind != Principal::Kind::kOpen && v.vault) {
+      auto subject = v.vault->find_by_pseudonym(id);
+      if (!subject) return internal_error(subject.error());
+      if (*subject) {
+        auto person = v.vault->get(**subject);
+        if (!person) return internal_error(person.error());
+        if (*person) return json_response(200, identified_patient_json(id, **person));
+      }
+    }
+    return read_pseudonymous_patient(id);
+  }
 
   Response read_patient(const Request& r, const Principal& p, std::string_view id) const {
     if (!privacy::SubjectPseudonym::parse(id)) return not_found("no such Patient");
@@ -574,9 +1088,22 @@ Response route(const Handlers& h, const Request& request, const RouterOptions& o
   if (!target) return not_found("unknown route");
   const auto& s = target->segments;
 
-  enum class Route { kMetadata, kSmart, kSearch, kObservation, kPatient, kDevice, kPatientType, kAuditEvent, kConsent };
+  enum class Route {
+    kMetadata, kSmart, kSearch, kObservation, kPatient, kDevice, kPatientType, kAuditEvent, kConsent,
+    kBase, kEverything, kClinicalType, kClinicalRead, kClinicalHistory, kClinicalVread
+  };
+  // A clinical resource type: FHIR type syntax, not one of the routes above.
+  auto clinical_type = [&](const std::string& t) {
+    return options.clinical && !t.empty() && t[0] >= 'A' && t[0] <= 'Z' && t.size() <= 64 &&
+           std::all_of(t.begin(), t.end(), [](char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); }) &&
+           t != "Patient" && t != "Device" && t != "AuditEvent" && t != "Consent";
+  };
   std::optional<Route> matched;
-  if (s.size() == 1 && s[0] == "metadata") matched = Route::kMetadata;
+  if (s.empty()) matched = Route::kBase;
+  else if (s.size() == 1 && s[0] == "metadata") matched = Route::kMetadata;
+  else if (s.size() == 3 && s[0] == "Patient" && s[2] == "$everything") matched = Route::kEverything;
+  else if (s.size() == 3 && s[2] == "_history" && clinical_type(s[0])) matched = Route::kClinicalHistory;
+  else if (s.size() == 4 && s[2] == "_history" && clinical_type(s[0])) matched = Route::kClinicalVread;
   else if (s.size() == 2 && s[0] == ".well-known" && s[1] == "smart-configuration" && options.auth.tokens)
     matched = Route::kSmart;
   else if (s.size() == 1 && s[0] == "Observation") matched = Route::kSearch;
@@ -586,6 +1113,8 @@ Response route(const Handlers& h, const Request& request, const RouterOptions& o
   else if (s.size() == 1 && s[0] == "Patient") matched = Route::kPatientType;
   else if (s.size() == 1 && s[0] == "AuditEvent") matched = Route::kAuditEvent;
   else if (s.size() == 1 && s[0] == "Consent") matched = Route::kConsent;
+  else if (s.size() == 1 && clinical_type(s[0])) matched = Route::kClinicalType;
+  else if (s.size() == 2 && clinical_type(s[0])) matched = Route::kClinicalRead;
   if (!matched) return not_found("unknown route");
 
   auto not_allowed = [](const char* allow) {
@@ -608,6 +1137,25 @@ Response route(const Handlers& h, const Request& request, const RouterOptions& o
     case Route::kConsent:
       if (request.method != "POST") return not_allowed("POST");
       endpoint = Endpoint::kConsentCreate;
+      break;
+    case Route::kBase:
+      if (!options.clinical) return not_found("unknown route");
+      if (request.method != "POST") return not_allowed("POST");
+      endpoint = Endpoint::kBundle;
+      break;
+    case Route::kEverything:
+      if (request.method != "GET") return not_allowed("GET");
+      endpoint = Endpoint::kEverything;
+      break;
+    case Route::kClinicalType:
+      if (request.method != "GET") return not_allowed("GET");
+      endpoint = Endpoint::kClinicalSearch;
+      break;
+    case Route::kClinicalRead:
+    case Route::kClinicalHistory:
+    case Route::kClinicalVread:
+      if (request.method != "GET") return not_allowed("GET");
+      endpoint = Endpoint::kClinicalRead;
       break;
     default:
       if (request.method != "GET") return not_allowed("GET");
@@ -634,9 +1182,17 @@ Response route(const Handlers& h, const Request& request, const RouterOptions& o
   }
 
   // Who asks, and may they use this endpoint at all? Refusals are audited.
-  const std::string object = s.size() == 2 ? s[0] + "/" + (valid_fhir_id(s[1]) ? s[1] : std::string("?")) : s[0];
-  const std::string subject =
-      *matched == Route::kPatient && privacy::SubjectPseudonym::parse(s[1]) ? s[1] : std::string();
+  const std::string object = s.empty()       ? std::string("Bundle")
+                             : s.size() >= 2 ? s[0] + "/" + (valid_fhir_id(s[1]) ? s[1] : std::string("?"))
+                                             : s[0];
+  const std::string subject = (*matched == Route::kPatient || *matched == Route::kEverything) &&
+                                      privacy::SubjectPseudonym::parse(s[1])
+                                  ? s[1]
+                                  : std::string();
+  // The resource type whose scope the [7/8] endpoints need.
+  const std::string scope_type = endpoint == Endpoint::kClinicalSearch || endpoint == Endpoint::kClinicalRead ? s[0]
+                                 : endpoint == Endpoint::kObservationRead                                    ? "Observation"
+                                                                                                             : "";
   auto resolved = resolve_principal(request, options);
   if (auto* denial = std::get_if<Denial>(&resolved)) {
     Principal anonymous;
@@ -647,7 +1203,7 @@ Response route(const Handlers& h, const Request& request, const RouterOptions& o
     return denial_response(*denial);
   }
   const Principal& principal = std::get<Principal>(resolved);
-  if (auto denial = authorise(endpoint, principal)) {
+  if (auto denial = authorise(endpoint, principal, scope_type)) {
     h.audit(request, principal, endpoint, "denied", subject, object, audited_query);
     return denial_response(*denial);
   }
@@ -662,6 +1218,14 @@ Response route(const Handlers& h, const Request& request, const RouterOptions& o
     case Endpoint::kPatientCreate:
     case Endpoint::kPatientUpdate: return h.write_patient(request, principal, endpoint, target->query);
     case Endpoint::kConsentCreate: return h.write_consent(request, principal);
+    case Endpoint::kBundle: return h.import(request, principal);
+    case Endpoint::kEverything: return h.everything(request, principal, s[1], target->query);
+    case Endpoint::kClinicalSearch: return h.clinical_search(request, principal, s[0], target->query);
+    case Endpoint::kClinicalRead:
+      return h.clinical_read(request, principal, s[0], s[1],
+                             *matched == Route::kClinicalVread ? std::optional<std::string_view>(s[3]) : std::nullopt,
+                             *matched == Route::kClinicalHistory);
+    case Endpoint::kLastn:
     case Endpoint::kMetrics: break;
   }
   return not_found("unknown route");

@@ -45,6 +45,7 @@
 #include <vector>
 
 #include "telehub/auth/token_service.h"
+#include "telehub/clinical/resource_store.h"
 #include "telehub/formats/plausibility.h"
 #include "telehub/privacy/care_relations.h"
 #include "telehub/privacy/audit_log.h"
@@ -124,6 +125,12 @@ struct RouterOptions {
     std::shared_ptr<privacy::CareRelations> care_relations;
   };
   Auth auth;
+
+  // Clinical records imported from hospital systems (issue [7/8], docs/clinical.md): POST /fhir
+  // (transaction/batch Bundles), GET <Type>/<id>[/_history[/<vid>]], GET <Type>?..., clinical
+  // Observations in Observation search and read, and Patient/<id>/$everything. Default: unset =
+  // those routes are 404 (Observation search serves home readings only).
+  std::shared_ptr<clinical::ResourceStore> clinical;
 };
 
 class Router {
