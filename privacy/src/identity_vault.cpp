@@ -5,6 +5,9 @@
 //   persons(subject_id TEXT PRIMARY KEY, created_ms INTEGER, updated_ms INTEGER) WITHOUT ROWID
 //   fields(subject_id TEXT, name TEXT, ciphertext BLOB, PRIMARY KEY(subject_id, name)) WITHOUT ROWID
 //   blind(hash BLOB PRIMARY KEY, kind TEXT, subject_id TEXT) WITHOUT ROWID, indexed by subject_id
+//   documents(subject_id TEXT, name TEXT, ciphertext BLOB, PRIMARY KEY(subject_id, name)) WITHOUT ROWID
+//       whole documents (put_document), ciphertext as for fields with associated data
+//       subject_id + '\0' + "document:" + name, so a document never decrypts as a field.
 //
 // `fields.name` is one of the Person member names ("bsn", "given_name", ..., "email") or
 // "record_number:<n>" (n = 0, 1, ... in registration order) holding "<system>|<value>"; systems
@@ -55,6 +58,14 @@ constexpr std::size_t kNonceSize = 12;
 constexpr std::size_t kTagSize = 16;
 constexpr std::size_t kMaxFieldBytes = 256;
 constexpr std::string_view kRecordPrefix = "record_number:";
+constexpr std::string_view kDocumentPrefix = "document:";
+constexpr std::size_t kMaxDocumentBytes = 16u << 20;
+
+bool valid_document_name(std::string_view name) {
+  if (name.empty() || name.size() > 32) return false;
+  return std::all_of(name.begin(), name.end(),
+                     [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-'; });
+}
 
 struct CtxFree {
   void operator()(EVP_CIPHER_CTX* c) const { EVP_CIPHER_CTX_free(c); }
@@ -300,7 +311,7 @@ class SqliteIdentityVault final : public IdentityVault {
       return false;
     }
     for (const char* sql : {"DELETE FROM fields WHERE subject_id = ?1", "DELETE FROM blind WHERE subject_id = ?1",
-                            "DELETE FROM persons WHERE subject_id = ?1"}) {
+                            "DELETE FROM documents WHERE subject_id = ?1", "DELETE FROM persons WHERE subject_id = ?1"}) {
       auto s = run(sql, subject_id);
       if (!s) {
         rollback();
@@ -334,6 +345,37 @@ class SqliteIdentityVault final : public IdentityVault {
   Result<std::optional<std::string>> find_by_pseudonym(std::string_view pseudonym) override {
     std::lock_guard lock(mu_);
     return lookup(pseudonym_hash(pseudonym));
+  }
+
+  Status put_document(std::string_view subject_id, std::string_view name, std::string_view bytes) override {
+    if (!valid_document_name(name))
+      return core::fail(Code::kInvalidArgument, "bad_document", "a document name must be [a-z0-9_-]{1,32}");
+    if (bytes.size() > kMaxDocumentBytes)
+      return core::fail(Code::kInvalidArgument, "bad_document", "a document is larger than 16 MiB");
+    std::lock_guard lock(mu_);
+    auto exists = person_exists(subject_id);
+    if (!exists) return tl::unexpected(exists.error());
+    if (!*exists) return core::fail(Code::kNotFound, "no_subject", "no such subject in the vault");
+    auto blob = encrypt(subject_id, std::string(kDocumentPrefix) + std::string(name), bytes);
+    if (!blob) return tl::unexpected(blob.error());
+    auto st = db_.prepare("INSERT OR REPLACE INTO documents(subject_id, name, ciphertext) VALUES (?1, ?2, ?3)");
+    if (!st) return tl::unexpected(io_error(st.error()));
+    st->bind(1, subject_id).bind(2, name).bind_blob(3, *blob);
+    if (auto s = st->run(); !s) return tl::unexpected(io_error(s.error()));
+    return {};
+  }
+
+  Result<std::optional<std::string>> document(std::string_view subject_id, std::string_view name) override {
+    std::lock_guard lock(mu_);
+    auto st = db_.prepare("SELECT ciphertext FROM documents WHERE subject_id = ?1 AND name = ?2");
+    if (!st) return tl::unexpected(io_error(st.error()));
+    st->bind(1, subject_id).bind(2, name);
+    auto row = st->step();
+    if (!row) return tl::unexpected(io_error(row.error()));
+    if (!*row) return std::optional<std::string>();
+    auto plain = decrypt(subject_id, std::string(kDocumentPrefix) + std::string(name), st->column_blob_view(0));
+    if (!plain) return tl::unexpected(plain.error());
+    return std::optional<std::string>(std::move(*plain));
   }
 
   Result<std::vector<std::string>> subject_ids() override {
@@ -586,7 +628,10 @@ constexpr const char* kSchema =
     "  PRIMARY KEY(subject_id, name)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS blind("
     "  hash BLOB PRIMARY KEY, kind TEXT NOT NULL, subject_id TEXT NOT NULL) WITHOUT ROWID;"
-    "CREATE INDEX IF NOT EXISTS blind_subject ON blind(subject_id);";
+    "CREATE INDEX IF NOT EXISTS blind_subject ON blind(subject_id);"
+    "CREATE TABLE IF NOT EXISTS documents("
+    "  subject_id TEXT NOT NULL, name TEXT NOT NULL, ciphertext BLOB NOT NULL,"
+    "  PRIMARY KEY(subject_id, name)) WITHOUT ROWID;";
 
 }  // namespace
 

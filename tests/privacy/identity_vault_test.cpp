@@ -527,3 +527,46 @@ TEST_CASE("a pseudonym links back to its subject until the subject is erased", "
   REQUIRE(gone);
   CHECK_FALSE(gone->has_value());
 }
+
+TEST_CASE("vault keeps encrypted documents per subject and erases them with the subject", "[privacy][vault]") {
+  Paths paths;
+  const std::string doc = R"({"resourceType":"Patient","name":[{"family":"Documentfamilyname"}]})";
+  std::string subject;
+  {
+    auto vault = paths.open();
+    auto reg = vault->register_person(jansen());
+    REQUIRE(reg);
+    subject = reg->subject_id;
+    REQUIRE(vault->put_document(subject, "patient", doc));
+    auto back = vault->document(subject, "patient");
+    REQUIRE(back);
+    REQUIRE(*back);
+    CHECK(**back == doc);
+    auto missing = vault->document(subject, "other");
+    REQUIRE(missing);
+    CHECK(!*missing);
+    CHECK(vault->put_document(subject, "Bad Name", doc).error().reason == "bad_document");
+    CHECK(vault->put_document("s-unknown", "patient", doc).error().reason == "no_subject");
+    // Replacing keeps one document.
+    REQUIRE(vault->put_document(subject, "patient", doc + " "));
+    REQUIRE(*vault->document(subject, "patient") == doc + " ");
+  }
+  {
+    // Not in clear in the file, and a ciphertext moved to another name does not decrypt.
+    std::ifstream in(paths.vault, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::ifstream wal(paths.vault.string() + "-wal", std::ios::binary);
+    bytes.append(std::istreambuf_iterator<char>(wal), std::istreambuf_iterator<char>());
+    CHECK(bytes.find("Documentfamilyname") == std::string::npos);
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(paths.vault.c_str(), &db) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(db, "UPDATE documents SET name = 'moved'", nullptr, nullptr, nullptr) == SQLITE_OK);
+    sqlite3_close(db);
+    auto vault = paths.open();
+    CHECK(vault->document(subject, "moved").error().reason == "vault_corrupt");
+    REQUIRE(*vault->erase(subject));
+    auto gone = vault->document(subject, "moved");
+    REQUIRE(gone);
+    CHECK(!*gone);
+  }
+}

@@ -121,6 +121,21 @@ class IdentityVault {
   // is harmless.
   [[nodiscard]] virtual Status link_pseudonym(std::string_view subject_id, std::string_view pseudonym) = 0;
   [[nodiscard]] virtual Result<std::optional<std::string>> find_by_pseudonym(std::string_view pseudonym) = 0;
+
+  // Documents about a subject kept whole, such as the original FHIR Patient resource of an
+  // imported Bundle ("patient"; docs/clinical.md), since it holds identifiers the Person fields
+  // do not (other names, identifiers, extensions). Encrypted like the fields (AES-256-GCM under
+  // the data key; associated data: subject id + '\0' + "document:" + name), in their own
+  // table; erase() deletes them with the rest.
+  //
+  // put_document stores or replaces the document `name` ([a-z0-9_-]{1,32}) of a subject. Fails
+  // with invalid_argument/bad_document (bad name, or more than 16 MiB), not_found/no_subject,
+  // unavailable/vault_io. document() gives it back, or nullopt when the subject or the
+  // document is unknown; data_loss/vault_corrupt when it does not decrypt.
+  [[nodiscard]] virtual Status put_document(std::string_view subject_id, std::string_view name,
+                                            std::string_view bytes) = 0;
+  [[nodiscard]] virtual Result<std::optional<std::string>> document(std::string_view subject_id,
+                                                                    std::string_view name) = 0;
 };
 
 }  // namespace telehub::privacy
