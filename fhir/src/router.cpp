@@ -9,6 +9,8 @@
 #include <ctime>
 #include <exception>
 
+#include <rapidjson/document.h>
+
 #include "json.h"
 #include "resources.h"
 #include "patient.h"
