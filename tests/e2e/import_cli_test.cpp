@@ -108,5 +108,22 @@ TEST_CASE("telehub import stores two Synthea Bundles by pseudonym, audited, idem
   CHECK(mixed.output.find("entry[0].resource.subject.reference") != std::string::npos);
   CHECK(mixed.output.find("148 entries: 0 stored, 148 existing, 0 failed") != std::string::npos);
   CHECK(run("import --data " + data.string()).exit_code == 2);
+
+  // GDPR erasure removes the imported records too (every version) and the vault document.
+  auto erase = run("subject erase --patient " + ps[1] + " --yes --data " + data.string());
+  INFO(erase.output);
+  REQUIRE(erase.exit_code == 0);
+  // 255 entries: the Patient (vault) and two without a subject (Organization, Practitioner) are not hers.
+  CHECK(erase.output.find("clinical:     252 imported clinical record(s) deleted") != std::string::npos);
+  {
+    auto store = clinical::ResourceStore::open(data / "clinical.db", core::system_clock());
+    REQUIRE(store);
+    auto gone = (*store)->of_subject(ps[1], {}, std::nullopt, "", 10);
+    REQUIRE(gone);
+    CHECK(gone->resources.empty());
+    auto kept = (*store)->of_subject(ps[0], {}, std::nullopt, "", 10);
+    REQUIRE(kept);
+    CHECK(!kept->resources.empty());
+  }
   CHECK(run("import " + a + " --bogus x --data " + data.string()).exit_code == 2);
 }
