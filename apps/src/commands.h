@@ -17,6 +17,7 @@ int cmd_retention(int argc, char** argv);
 int cmd_client(int argc, char** argv);
 int cmd_token(int argc, char** argv);
 int cmd_care(int argc, char** argv);
+int cmd_import(int argc, char** argv);
 
 // Prints "telehub: <message> [<reason>]" on stderr and returns 1.
 int fail_with(const core::Error& e);

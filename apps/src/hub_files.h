@@ -2,6 +2,7 @@
 // commands (enroll, simulate, the demo) where the running hub's broker and API are.
 //
 //   <data>/telehub.db             measurement store (SQLite, WAL)
+//   <data>/clinical.db            imported clinical records by pseudonym (docs/clinical.md)
 //   <data>/keys/pseudonym.key     pseudonymisation key, wrapped under the KEK (mode 0600)
 //   <data>/broker/                embedded Mosquitto: config, ACL, persistence, log
 //   <data>/ca/                    development CA (ca.pem, ca.key 0600); see hub_tls.h
@@ -41,6 +42,9 @@ struct DataDir {
   // Issue [6/8]: registered API clients and tokens (auth::TokenService), care relations.
   std::filesystem::path auth_db() const { return root / "auth.db"; }
   std::filesystem::path care_db() const { return root / "care.db"; }
+  // Issue [7/8]: clinical records imported from hospital Bundles (clinical::ResourceStore), by
+  // pseudonym; the Patients themselves are in the identity vault (docs/clinical.md).
+  std::filesystem::path clinical_db() const { return root / "clinical.db"; }
 };
 
 // Creates the directory (mode 0700) if needed. Fails with unavailable/data_dir.

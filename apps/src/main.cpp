@@ -1,4 +1,4 @@
-// The `telehub` command: serve, device, simulate, quarantine, subject, audit, consent.
+// The `telehub` command: serve, device, simulate, quarantine, subject, audit, consent, import, ...
 #include <iostream>
 #include <string>
 
@@ -32,6 +32,7 @@ commands:
   client keygen|register|rotate|assertion  SMART Backend Services clients: keys, registration, JWT assertions
   token create|revoke        API tokens for operators and researchers (shown once, stored hashed)
   care add|end|list          care relations: which organisation treats which subject, and when (audited)
+  import FILE...             import FHIR Bundles from a hospital: Patients to the vault, the rest to clinical.db
 
 common options: --data DIR (default ./data)
 )";
@@ -58,6 +59,7 @@ int main(int argc, char** argv) {
   if (cmd == "client") return cmd_client(argc, argv);
   if (cmd == "token") return cmd_token(argc, argv);
   if (cmd == "care") return cmd_care(argc, argv);
+  if (cmd == "import") return cmd_import(argc, argv);
   std::cerr << "telehub: unknown command '" << cmd << "'\n" << kHelp;
   return 2;
 }

@@ -14,6 +14,7 @@
 #include "payload_config.h"
 #include "privacy_stores.h"
 #include "telehub/core/time.h"
+#include "telehub/clinical/resource_store.h"
 #include "telehub/privacy/care_relations.h"
 #include "telehub/storage/store.h"
 
@@ -237,12 +238,17 @@ int cmd_subject(int argc, char** argv) {
   if (!care) return fail_with(care.error());
   auto relations = (*care)->erase_subject(pseudonym.str());
   if (!relations) return fail_with(relations.error());
+  auto clinical = clinical::ResourceStore::open(dir->clinical_db(), core::system_clock());
+  if (!clinical) return fail_with(clinical.error());
+  auto records = (*clinical)->erase_subject(pseudonym.str());
+  if (!records) return fail_with(records.error());
   auto erased = p->vault->erase(subject_id);
   if (!erased) return fail_with(erased.error());
   std::cout << "erased:       the identity of Patient/" << pseudonym.str() << " (vault fields, identifier index, "
             << "pseudonym link)\n"
             << "consent:      " << *consents << " record(s) deleted\n"
             << "care:         " << *relations << " care relation(s) deleted\n"
+            << "clinical:     " << *records << " imported clinical record(s) deleted, every version\n"
             << "devices:      " << revoked << " revoked (keys overwritten)\n"
             << "kept:         readings under the pseudonym, which nothing links to a person any more; the audit "
                "log (it records the erasure)\n";

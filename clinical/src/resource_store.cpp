@@ -631,7 +631,7 @@ class SqliteResourceStore final : public ResourceStore {
       after = *c;
     }
     std::lock_guard lock(mu_);
-    auto st = db_.prepare(q.descending ? kSearchDesc : kSearchAsc);
+    auto st = q.descending ? db_.prepare(kSearchDesc) : db_.prepare(kSearchAsc);
     if (!st) return tl::unexpected(io_error(st.error()));
     bind_filters(*st, q, *bound);
     st->bind(10, static_cast<std::int64_t>(q.sort == SortBy::kDate ? 1 : 0));
@@ -730,17 +730,18 @@ class SqliteResourceStore final : public ResourceStore {
       if (!row) return rollback_with(row.error());
       resources = st->column_int64(0);
     }
-    for (const char* sql : {
-             "DELETE FROM tokens WHERE rid IN (SELECT rid FROM current WHERE subject = ?1)",
-             "DELETE FROM quantities WHERE rid IN (SELECT rid FROM current WHERE subject = ?1)",
-             "DELETE FROM versions WHERE subject = ?1 OR (type, id) IN (SELECT type, id FROM current WHERE subject = ?1)",
-             "DELETE FROM current WHERE subject = ?1",
-         }) {
-      auto st = db_.prepare(sql);
-      if (!st) return rollback_with(st.error());
+    auto run = [&](Result<sqlite::Statement> st) -> Status {
+      if (!st) return tl::unexpected(st.error());
       st->bind(1, pseudonym);
-      if (auto s = st->run(); !s) return rollback_with(s.error());
-    }
+      return st->run();
+    };
+    Status s = run(db_.prepare("DELETE FROM tokens WHERE rid IN (SELECT rid FROM current WHERE subject = ?1)"));
+    if (s) s = run(db_.prepare("DELETE FROM quantities WHERE rid IN (SELECT rid FROM current WHERE subject = ?1)"));
+    if (s)
+      s = run(db_.prepare("DELETE FROM versions WHERE subject = ?1"
+                          " OR (type, id) IN (SELECT type, id FROM current WHERE subject = ?1)"));
+    if (s) s = run(db_.prepare("DELETE FROM current WHERE subject = ?1"));
+    if (!s) return rollback_with(s.error());
     if (auto s = db_.exec("COMMIT"); !s) return rollback_with(s.error());
     // As the identity vault does: move the zeroed pages into the file and drop older WAL frames.
     (void)db_.exec("PRAGMA wal_checkpoint(TRUNCATE)");
@@ -960,12 +961,14 @@ class SqliteResourceStore final : public ResourceStore {
     if (!row) return tl::unexpected(io_error(row.error()));
     const std::int64_t rid = rid_st->column_int64(0);
 
-    for (const char* sql : {"DELETE FROM tokens WHERE rid = ?1", "DELETE FROM quantities WHERE rid = ?1"}) {
-      auto del = db_.prepare(sql);
-      if (!del) return tl::unexpected(io_error(del.error()));
-      del->bind(1, rid);
-      if (auto s = del->run(); !s) return tl::unexpected(io_error(s.error()));
-    }
+    auto run = [&](Result<sqlite::Statement> st) -> Status {
+      if (!st) return tl::unexpected(io_error(st.error()));
+      st->bind(1, rid);
+      if (auto r = st->run(); !r) return tl::unexpected(io_error(r.error()));
+      return {};
+    };
+    if (auto s = run(db_.prepare("DELETE FROM tokens WHERE rid = ?1")); !s) return tl::unexpected(s.error());
+    if (auto s = run(db_.prepare("DELETE FROM quantities WHERE rid = ?1")); !s) return tl::unexpected(s.error());
     for (const auto& t : p->tokens) {
       auto st = db_.prepare("INSERT INTO tokens(rid, param, system, code) VALUES (?1, ?2, ?3, ?4)");
       if (!st) return tl::unexpected(io_error(st.error()));

@@ -29,7 +29,9 @@
 //     equals a stored resource is answered "200 OK" with the stored one, not stored again
 //     (ResourceStore dedupe). Entries are written in reference order (an entry after those it
 //     refers to), so re-importing a whole Bundle stores nothing new. Entries that refer to each
-//     other in a cycle get fresh ids first and are not deduped.
+//     other in a cycle get fresh ids first and are not deduped. The dedupe check runs before the
+//     write transaction, so two imports of the same Bundle running at the same time may both
+//     store it; importers of one hospital feed should run one at a time.
 //   - The vault is updated before the clinical store: when a transaction fails after the
 //     checks (store failure, or a conditional create matching several resources), the Patient
 //     stays registered, as it would after PUT Patient.

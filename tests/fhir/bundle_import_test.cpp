@@ -313,3 +313,30 @@ TEST_CASE("bundle import: references without a Patient entry, PUT, conditional c
   REQUIRE(!del);
   CHECK(del.error().message.find("entry[0].request.method") != std::string::npos);
 }
+
+TEST_CASE("bundle import: entries that refer to each other in a cycle get ids and resolved references",
+          "[fhir][import]") {
+  Fixture f;
+  auto first = f.import(small_bundle("transaction", "#x"));
+  REQUIRE(first);
+  const std::string ps = first->patients[0].pseudonym;
+  const std::string bundle = R"({"resourceType":"Bundle","type":"transaction","entry":[
+    {"fullUrl":"urn:uuid:aaaaaaaa-0000-0000-0000-000000000001","resource":{"resourceType":"Encounter","status":"finished",
+      "class":{"code":"AMB"},"subject":{"reference":"Patient/)" + ps + R"("},
+      "reasonReference":[{"reference":"urn:uuid:aaaaaaaa-0000-0000-0000-000000000002"}]},"request":{"method":"POST","url":"Encounter"}},
+    {"fullUrl":"urn:uuid:aaaaaaaa-0000-0000-0000-000000000002","resource":{"resourceType":"Condition",
+      "subject":{"reference":"Patient/)" + ps + R"("},
+      "encounter":{"reference":"urn:uuid:aaaaaaaa-0000-0000-0000-000000000001"}},"request":{"method":"POST","url":"Condition"}}]})";
+  auto r = f.import(bundle);
+  REQUIRE(r);
+  REQUIRE(r->stored() == 2);
+  auto enc = f.store->read("Encounter", r->entries[0].id);
+  auto cond = f.store->read("Condition", r->entries[1].id);
+  REQUIRE(enc);
+  REQUIRE(cond);
+  REQUIRE(*enc);
+  REQUIRE(*cond);
+  CHECK((*enc)->json.find("\"Condition/" + r->entries[1].id + "\"") != std::string::npos);
+  CHECK((*cond)->json.find("\"Encounter/" + r->entries[0].id + "\"") != std::string::npos);
+  CHECK((*cond)->json.find("urn:uuid") == std::string::npos);
+}
