@@ -16,6 +16,7 @@
 #include "hub_tls.h"
 #include "telehub/auth/token_service.h"
 #include "telehub/broker/embedded_broker.h"
+#include "telehub/clinical/resource_store.h"
 #include "telehub/core/log.h"
 #include "telehub/fhir/http_server.h"
 #include "telehub/fhir/router.h"
@@ -179,6 +180,10 @@ int cmd_serve(int argc, char** argv) {
   auto care = privacy::CareRelations::open(dir->care_db());
   if (!care) return fail_with(care.error());
   std::shared_ptr<privacy::CareRelations> care_relations = std::move(*care);
+  // Clinical records imported from hospital systems (docs/clinical.md).
+  auto clinical_store = clinical::ResourceStore::open(dir->clinical_db(), core::system_clock());
+  if (!clinical_store) return fail_with(clinical_store.error());
+  std::shared_ptr<clinical::ResourceStore> clinical_records = std::move(*clinical_store);
 
   // The API's TLS files: given, or issued from the development CA (kept across restarts).
   std::optional<fhir::TlsOptions> api_tls;
@@ -296,6 +301,7 @@ int cmd_serve(int argc, char** argv) {
   ro.privacy.care_local = args.has("care-local");
   ro.auth.tokens = std::move(*tokens);
   ro.auth.token_url = origin + "/auth/token";
+  ro.clinical = clinical_records;
   ro.auth.care_relations = care_relations;
   ro.metrics = [&pipeline, sub = subscriber->get()] {
     return ingest::prometheus_text(pipeline.counters(), {sub->connected(), sub->stalled()});
