@@ -427,7 +427,7 @@ TEST_CASE("a hospital system gets a token from the running hub and reads only it
   CHECK(serve.stop() == 0);
 }
 
-TEST_CASE("a FHIR client library from npm reads the CapabilityStatement and pages through a patient's readings",
+TEST_CASE("a FHIR client library from npm reads the CapabilityStatement, pages searches and runs everything",
           "[e2e][cli][https][fhirclient]") {
   testing::TempDir dir;
   const auto data = dir.path() / "data";
@@ -452,7 +452,7 @@ TEST_CASE("a FHIR client library from npm reads the CapabilityStatement and page
   REQUIRE(testing::run_command(telehub_cmd("client keygen --out " + (dir.path() / "npm").string())).exit_code == 0);
   REQUIRE(testing::run_command(telehub_cmd("client register --data " + data.string() + " --id npm-client --jwks " +
                                            (dir.path() / "npm" / "jwks.json").string() +
-                                           " --scopes 'system/Observation.rs system/Patient.rs' --role care "
+                                           " --scopes 'system/*.rs' --role care "
                                            "--organisation org-npm"))
               .exit_code == 0);
   auto a = testing::run_command(telehub_cmd("client assertion --id npm-client --key " +
@@ -461,7 +461,7 @@ TEST_CASE("a FHIR client library from npm reads the CapabilityStatement and page
   std::string jws = a.output.substr(0, a.output.find('\n'));
   auto issued = testing::run_command(
       "curl -s --cacert " + ca + " --data-urlencode grant_type=client_credentials --data-urlencode "
-      "'scope=system/Observation.rs system/Patient.rs' --data-urlencode "
+      "'scope=system/*.rs' --data-urlencode "
       "client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer --data-urlencode client_assertion=" +
       jws + " " + token_url);
   std::smatch t;
@@ -478,6 +478,34 @@ TEST_CASE("a FHIR client library from npm reads the CapabilityStatement and page
   REQUIRE(std::regex_search(run.output, s, std::regex("\"search\":\\{\"pages\":([0-9]+),\"entries\":([0-9]+)\\}")));
   CHECK(std::stoi(s[1]) >= 3);     // 48 h of 15-minute history at 50 per page: several pages
   CHECK(std::stoi(s[2]) >= 150);
+  // $everything of the simulated patient (Patient, Device, home readings), all pages.
+  auto everything = testing::run_command("NODE_EXTRA_CA_CERTS=" + ca + " bash " + std::string(TELEHUB_SOURCE_DIR) +
+                                         "/tests/fhirclient/run.sh " + base + " " + t[1].str() + " " + patient + " " +
+                                         out.string() + " everything 2>&1");
+  INFO(everything.output);
+  REQUIRE(everything.exit_code == 0);
+  REQUIRE(std::regex_search(everything.output, s, std::regex("\"everything\":\\{\"pages\":([0-9]+),\"entries\":([0-9]+)\\}")));
+  CHECK(std::stoi(s[2]) >= 152);  // the readings, the Patient and the Device
+
+  // A hospital's Synthea record, imported for org-npm: its clinical Observations page through
+  // Observation search, and $everything holds the whole record.
+  auto imported = testing::run_command(telehub_cmd("import --data " + data.string() + " --organisation org-npm " +
+                                                   std::string(TELEHUB_SHARED_DIR) +
+                                                   "/synthea/Kirsten_Witting_a09212a3-af3e-4194-b1d1-3f0a543222f6.json"));
+  INFO(imported.output);
+  REQUIRE(imported.exit_code == 0);
+  std::smatch ip;
+  REQUIRE(std::regex_search(imported.output, ip, std::regex("patient: Patient/([0-9a-f]{32})")));
+  auto record = testing::run_command("NODE_EXTRA_CA_CERTS=" + ca + " bash " + std::string(TELEHUB_SOURCE_DIR) +
+                                     "/tests/fhirclient/run.sh " + base + " " + t[1].str() + " " + ip[1].str() + " " +
+                                     out.string() + " search,everything 2>&1");
+  INFO(record.output);
+  REQUIRE(record.exit_code == 0);
+  REQUIRE(std::regex_search(record.output, s, std::regex("\"search\":\\{\"pages\":([0-9]+),\"entries\":([0-9]+)\\}")));
+  CHECK(std::stoi(s[2]) == 179);
+  REQUIRE(std::regex_search(record.output, s, std::regex("\"everything\":\\{\"pages\":([0-9]+),\"entries\":([0-9]+)\\}")));
+  CHECK(std::stoi(s[2]) >= 300);
+
   // Everything the client received passes the validator.
   std::vector<std::string> bodies;
   for (const auto& f : std::filesystem::directory_iterator(out)) bodies.push_back(slurp(f.path()));
