@@ -383,3 +383,24 @@ std::string operation_outcome_json(const std::vector<Issue>& issues) {
 }
 
 }  // namespace telehub::fhir
+
+// ---------------------------------------------------------------- building blocks (dense.cpp)
+
+namespace telehub::fhir {
+
+void write_observation_category(JsonWriter& w, std::string_view loinc) {
+  if (auto category = category_of(loinc, core::find_code(loinc)))
+    write_codeable_concept(w, "category", kCategorySystem, category->code, category->display);
+}
+
+void write_observation_code(JsonWriter& w, std::string_view loinc) { write_code(w, loinc, core::find_code(loinc)); }
+
+void write_value_quantity(JsonWriter& w, double value, std::string_view unit, std::string_view loinc) {
+  write_quantity(w, value, unit, core::find_code(loinc));
+}
+
+void write_resource_reference(JsonWriter& w, std::string_view key, std::string_view type, std::string_view id) {
+  write_reference(w, key, type, id);
+}
+
+}  // namespace telehub::fhir

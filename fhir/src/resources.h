@@ -45,6 +45,17 @@ struct CapabilityOptions {
 };
 std::string capability_statement_json(const CapabilityOptions& options);
 
+// Building blocks of write_observation(), shared with the dense views (dense.h). Each writes
+// one member (or, for write_observation_code, the CodeableConcept value of the current key).
+// Observation.category for a code (vital-signs, laboratory, activity), nothing for other codes.
+void write_observation_category(JsonWriter& w, std::string_view loinc);
+// Observation.code: LOINC coding (and 2708-6 beside 59408-5), MDC coding when known, text.
+void write_observation_code(JsonWriter& w, std::string_view loinc);
+// "valueQuantity" with UCUM system and code; unit text from the code table when canonical.
+void write_value_quantity(JsonWriter& w, double value, std::string_view unit, std::string_view loinc);
+// A Reference member: "Type/id", or a logical reference when id is not a FHIR id.
+void write_resource_reference(JsonWriter& w, std::string_view key, std::string_view type, std::string_view id);
+
 void write_operation_outcome(JsonWriter& w, const std::vector<Issue>& issues);
 std::string operation_outcome_json(const std::vector<Issue>& issues);
 

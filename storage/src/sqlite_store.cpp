@@ -47,6 +47,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cinttypes>
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
@@ -254,6 +255,9 @@ class SqliteObservations final : public ObservationStore {
   Result<ObservationPage> search(const ObservationQuery& query) override;
   Result<std::optional<StoredObservation>> get(std::int64_t id) override;
   Result<std::int64_t> count() override;
+  Result<std::vector<AggregateBucket>> aggregate(const AggregateQuery& query) override;
+  Result<std::vector<StoredObservation>> latest(std::string_view subject, const std::vector<std::string>& codes,
+                                                std::size_t n) override;
 
  private:
   SqliteStore& store_;
@@ -1149,6 +1153,277 @@ Result<std::optional<StoredObservation>> SqliteObservations::get(std::int64_t id
     }
     chunks->reset();
     return core::fail(Code::kDataLoss, "db_corrupt", "observation " + std::to_string(id) + " is missing from its chunks");
+  });
+}
+
+// ---------------------------------------------------------------- dense views
+
+std::int64_t floor_div(std::int64_t a, std::int64_t b) {
+  const std::int64_t q = a / b;
+  return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+// Per-bucket statistics (aggregate()). Slots are numbered once per query by (code, unit,
+// value or component, position in the shape); each decoded chunk maps its shape's slots to
+// those numbers once, so a point costs a bucket look-up (cached: points mostly arrive in time
+// order) and a few additions.
+class Aggregator {
+ public:
+  Aggregator(std::string code, std::int64_t width) : code_(std::move(code)), width_(width) {}
+
+  // The query's slot numbers of a shape's slots (valid until the next call).
+  const std::vector<std::size_t>& map_shape(const codec::Shape& shape) {
+    mapped_.clear();
+    if (shape.has_value) mapped_.push_back(slot_of(code_, shape.unit, true, 0));
+    for (std::size_t i = 0; i < shape.components.size(); ++i)
+      mapped_.push_back(slot_of(shape.components[i].first, shape.components[i].second, false, i));
+    return mapped_;
+  }
+
+  void add(std::int64_t time, const std::vector<std::size_t>& slots, const double* values) {
+    const std::int64_t start = floor_div(time, width_) * width_;
+    if (current_ == buckets_.end() || current_->first != start) current_ = buckets_.try_emplace(start).first;
+    Acc& b = current_->second;
+    ++b.count;
+    b.first = std::min(b.first, time);
+    b.last = std::max(b.last, time);
+    if (b.slots.size() < slot_keys_.size()) b.slots.resize(slot_keys_.size());
+    for (std::size_t i = 0; i < slots.size(); ++i) {
+      const double v = values[i];
+      if (!std::isfinite(v)) continue;
+      auto& s = b.slots[slots[i]];
+      if (s.count == 0) {
+        s.min = s.max = v;
+      } else {
+        s.min = std::min(s.min, v);
+        s.max = std::max(s.max, v);
+      }
+      ++s.count;
+      s.sum += v;
+    }
+  }
+
+  std::vector<AggregateBucket> finish() const {
+    // Output order of slots: the value first, then components by position, then code and unit.
+    std::vector<std::size_t> order(slot_keys_.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+      const auto& x = slot_keys_[a];
+      const auto& y = slot_keys_[b];
+      if (x.is_value != y.is_value) return x.is_value;
+      return std::tie(x.position, x.code, x.unit) < std::tie(y.position, y.code, y.unit);
+    });
+    std::vector<AggregateBucket> out;
+    out.reserve(buckets_.size());
+    for (const auto& [start, acc] : buckets_) {
+      AggregateBucket b;
+      b.start = core::from_unix_millis(start);
+      b.end = core::from_unix_millis(start + width_);
+      b.count = acc.count;
+      b.first = core::from_unix_millis(acc.first);
+      b.last = core::from_unix_millis(acc.last);
+      for (std::size_t idx : order) {
+        if (idx >= acc.slots.size() || acc.slots[idx].count == 0) continue;
+        const auto& s = acc.slots[idx];
+        SlotStats st;
+        st.code = slot_keys_[idx].code;
+        st.unit = slot_keys_[idx].unit;
+        st.count = s.count;
+        st.min = s.min;
+        st.max = s.max;
+        st.sum = s.sum;
+        st.mean = s.sum / static_cast<double>(s.count);
+        b.slots.push_back(std::move(st));
+      }
+      out.push_back(std::move(b));
+    }
+    return out;
+  }
+
+ private:
+  struct SlotKey {
+    std::string code;
+    std::string unit;
+    bool is_value;
+    std::size_t position;
+  };
+  struct SlotAcc {
+    std::int64_t count = 0;
+    double min = 0, max = 0, sum = 0;
+  };
+  struct Acc {
+    std::int64_t count = 0;
+    std::int64_t first = INT64_MAX;
+    std::int64_t last = INT64_MIN;
+    std::vector<SlotAcc> slots;
+  };
+
+  std::size_t slot_of(const std::string& code, const std::string& unit, bool is_value, std::size_t position) {
+    for (std::size_t i = 0; i < slot_keys_.size(); ++i) {
+      const auto& k = slot_keys_[i];
+      if (k.is_value == is_value && k.code == code && k.unit == unit) return i;
+    }
+    slot_keys_.push_back({code, unit, is_value, position});
+    return slot_keys_.size() - 1;
+  }
+
+  std::string code_;
+  std::int64_t width_;
+  std::vector<SlotKey> slot_keys_;
+  std::vector<std::size_t> mapped_;
+  std::map<std::int64_t, Acc> buckets_;
+  std::map<std::int64_t, Acc>::iterator current_ = buckets_.end();
+};
+
+Result<std::vector<AggregateBucket>> SqliteObservations::aggregate(const AggregateQuery& q) {
+  if (q.code.empty()) return core::fail(Code::kInvalidArgument, "bad_query", "aggregate needs a code");
+  const std::int64_t from = q.from ? core::to_unix_millis(*q.from) : INT64_MIN;
+  const std::int64_t to = q.to ? core::to_unix_millis(*q.to) : INT64_MAX;
+  if (from >= to) return core::fail(Code::kInvalidArgument, "bad_query", "aggregate needs from < to");
+  return store_.read([&](sqlite::Database& db) -> Result<std::vector<AggregateBucket>> {
+    auto key = find_subject_key(db, q.subject);
+    if (!key) return tl::unexpected(key.error());
+    if (!*key) return std::vector<AggregateBucket>();
+    Aggregator agg(q.code, bucket_millis(q.bucket));
+
+    // 1. Readings still in the log (few: compaction keeps it short).
+    auto logs = db.prepare("SELECT data FROM log WHERE subject_key=?1");
+    if (!logs) return tl::unexpected(logs.error());
+    logs->bind(1, **key);
+    std::vector<codec::LogReading> readings;
+    for (;;) {
+      auto row = logs->step();
+      if (!row) return tl::unexpected(row.error());
+      if (!*row) break;
+      readings.clear();
+      if (!codec::decode_log(logs->column_blob_view(0), readings))
+        return core::fail(Code::kDataLoss, "db_corrupt", "a log entry does not decode");
+      for (const auto& r : readings) {
+        if (r.code != q.code || r.time_ms < from || r.time_ms >= to) continue;
+        agg.add(r.time_ms, agg.map_shape(r.shape), r.values.data());
+      }
+    }
+    logs->reset();
+
+    // 2. The series' chunks that overlap [from, to), in t1 order (index chunks_series), each
+    // decoded once.
+    auto chunks = db.prepare("SELECT data FROM chunks WHERE subject_key=?1 AND code=?2 AND t1 >= ?3 AND t0 < ?4 ORDER BY t1");
+    if (!chunks) return tl::unexpected(chunks.error());
+    chunks->bind(1, **key).bind(2, std::string_view(q.code)).bind(3, from).bind(4, to);
+    codec::DecodedChunk c;
+    for (;;) {
+      auto row = chunks->step();
+      if (!row) return tl::unexpected(row.error());
+      if (!*row) break;
+      if (!codec::decode_chunk(chunks->column_blob_view(0), c))
+        return core::fail(Code::kDataLoss, "db_corrupt", "a stored chunk does not decode");
+      const auto& slots = agg.map_shape(c.shape);
+      const std::size_t width = c.shape.slots();
+      for (std::size_t i = 0; i < c.times.size(); ++i) {
+        const auto t = c.times[i];
+        if (t < from || t >= to) continue;
+        agg.add(t, slots, c.values.data() + i * width);
+      }
+    }
+    chunks->reset();
+    return agg.finish();
+  });
+}
+
+bool found_newer(const Found& a, const Found& b) { return std::tie(a.time, a.id) > std::tie(b.time, b.id); }
+
+Result<std::vector<StoredObservation>> SqliteObservations::latest(std::string_view subject,
+                                                                  const std::vector<std::string>& codes, std::size_t n) {
+  if (n < 1 || n > 1000) return core::fail(Code::kInvalidArgument, "bad_query", "n must be 1..1000");
+  return store_.read([&](sqlite::Database& db) -> Result<std::vector<StoredObservation>> {
+    std::vector<StoredObservation> out;
+    auto key = find_subject_key(db, subject);
+    if (!key) return tl::unexpected(key.error());
+    if (!*key) return out;
+    // Per code (ascending: std::map), its candidates; Found::code points at the map's key.
+    std::map<std::string, std::vector<Found>> per_code;
+    for (const auto& c : codes) per_code.try_emplace(c);
+    const bool all = codes.empty();
+    Decoded decoded;
+
+    // 1. The subject's log rows.
+    auto logs = db.prepare("SELECT message_id, data FROM log WHERE subject_key=?1");
+    if (!logs) return tl::unexpected(logs.error());
+    logs->bind(1, **key);
+    for (;;) {
+      auto row = logs->step();
+      if (!row) return tl::unexpected(row.error());
+      if (!*row) break;
+      const auto message_id = logs->column_int64(0);
+      auto& readings = decoded.logs.emplace_back();
+      if (!codec::decode_log(logs->column_blob_view(1), readings))
+        return core::fail(Code::kDataLoss, "db_corrupt", "a log entry does not decode");
+      for (std::size_t idx = 0; idx < readings.size(); ++idx) {
+        const auto& r = readings[idx];
+        auto it = all ? per_code.try_emplace(r.code).first : per_code.find(r.code);
+        if (it == per_code.end()) continue;
+        it->second.push_back({r.time_ms, message_id * kIdsPerMessage + static_cast<std::int64_t>(idx), &it->first,
+                              &r.shape, r.values.data()});
+      }
+    }
+    logs->reset();
+
+    // 2. Every code the subject has chunks of, when all are asked for.
+    if (all) {
+      auto list = db.prepare("SELECT DISTINCT code FROM chunks WHERE subject_key=?1");
+      if (!list) return tl::unexpected(list.error());
+      list->bind(1, **key);
+      for (;;) {
+        auto row = list->step();
+        if (!row) return tl::unexpected(row.error());
+        if (!*row) break;
+        per_code.try_emplace(list->column_text(0));
+      }
+      list->reset();
+    }
+
+    // 3. Per code, its chunks newest first (t1 descending, index chunks_series) until the n-th
+    // newest reading found is newer than a chunk's last point: no older chunk can hold a newer one.
+    auto chunks = db.prepare("SELECT t1, data FROM chunks WHERE subject_key=?1 AND code=?2 ORDER BY t1 DESC");
+    if (!chunks) return tl::unexpected(chunks.error());
+    MessageInfo info(db);
+    for (auto& [code, found] : per_code) {
+      auto keep_newest = [&, &found = found] {
+        if (found.size() <= n) return;
+        std::nth_element(found.begin(), found.begin() + static_cast<std::ptrdiff_t>(n - 1), found.end(), found_newer);
+        found.resize(n);
+      };
+      auto bound = [&, &found = found]() -> std::optional<std::int64_t> {
+        if (found.size() < n) return std::nullopt;
+        return std::min_element(found.begin(), found.end(), found_before)->time;
+      };
+      keep_newest();
+      std::optional<std::int64_t> oldest_kept = bound();
+      chunks->reset();
+      chunks->bind(1, **key).bind(2, std::string_view(code));
+      for (;;) {
+        auto row = chunks->step();
+        if (!row) return tl::unexpected(row.error());
+        if (!*row) break;
+        if (oldest_kept && chunks->column_int64(0) < *oldest_kept) break;
+        auto& c = decoded.chunks.emplace_back();
+        if (!codec::decode_chunk(chunks->column_blob_view(1), c))
+          return core::fail(Code::kDataLoss, "db_corrupt", "a stored chunk does not decode");
+        const std::size_t slots = c.shape.slots();
+        for (std::size_t i = 0; i < c.times.size(); ++i)
+          found.push_back({c.times[i], c.ids[i], &code, &c.shape, c.values.data() + i * slots});
+        keep_newest();
+        oldest_kept = bound();
+      }
+      chunks->reset();
+      std::sort(found.begin(), found.end(), found_newer);
+      for (const auto& f : found) {
+        auto o = to_observation(f, std::string(subject), info);
+        if (!o) return tl::unexpected(o.error());
+        out.push_back(std::move(*o));
+      }
+    }
+    return out;
   });
 }
 

@@ -550,6 +550,9 @@ class FailingObservations final : public storage::ObservationStore {
   Result<storage::ObservationPage> search(const storage::ObservationQuery&) override { return fail(); }
   Result<std::optional<storage::StoredObservation>> get(std::int64_t) override { return fail(); }
   Result<std::int64_t> count() override { return fail(); }
+  Result<std::vector<storage::AggregateBucket>> aggregate(const storage::AggregateQuery&) override { return fail(); }
+  Result<std::vector<storage::StoredObservation>> latest(std::string_view, const std::vector<std::string>&,
+                                                         std::size_t) override { return fail(); }
 
  private:
   static tl::unexpected<core::Error> fail() { return core::fail(core::Code::kInternal, "db_error", "disk I/O error at /secret/path"); }

@@ -87,6 +87,49 @@ struct ObservationPage {
   std::optional<Cursor> next;            // set when more rows match
 };
 
+// Dense views (docs/dense.md): a series summarised per UTC hour or day, for clients that
+// cannot page through a year of minute readings.
+enum class BucketSize {
+  kHour,  // [hh:00:00.000, hh+1:00:00.000) UTC
+  kDay,   // [00:00:00.000, 24:00:00.000) UTC
+};
+
+// Milliseconds in one bucket of this size.
+constexpr std::int64_t bucket_millis(BucketSize size) { return size == BucketSize::kHour ? 3'600'000 : 86'400'000; }
+
+struct AggregateQuery {
+  std::string subject;                  // REQUIRES: a subject pseudonym
+  std::string code;                     // REQUIRES: non-empty; the reading code (a panel by its panel code)
+  BucketSize bucket = BucketSize::kHour;  // Default: kHour
+  std::optional<core::TimePoint> from;  // inclusive lower bound on effective time. Default: none
+  std::optional<core::TimePoint> to;    // exclusive upper bound on effective time. Default: none
+};
+
+// Statistics of one numeric slot of the readings in a bucket: the reading's value (code = the
+// series code), or one panel component (code = the component code). Slots are told apart by
+// (code, unit): readings of one code in two units give two slots, never a mixed mean.
+// Non-finite values (NaN, infinities) are not counted.
+struct SlotStats {
+  std::string code;
+  std::string unit;          // UCUM as stored
+  std::int64_t count = 0;    // finite values; >= 1
+  double min = 0;
+  double max = 0;
+  double sum = 0;
+  double mean = 0;           // sum / count
+};
+
+struct AggregateBucket {
+  core::TimePoint start{};           // bucket start (inclusive), aligned to the bucket size in UTC
+  core::TimePoint end{};             // start + bucket size (exclusive)
+  std::int64_t count = 0;            // readings in the bucket (within the query's [from, to)); >= 1
+  core::TimePoint first{};           // effective time of its earliest reading
+  core::TimePoint last{};            // effective time of its latest reading
+  // The value slot first (when the readings carry values), then panel components in order of
+  // first appearance; a slot appears when at least one of its values is finite.
+  std::vector<SlotStats> slots;
+};
+
 class ObservationStore {
  public:
   virtual ~ObservationStore() = default;
@@ -106,6 +149,25 @@ class ObservationStore {
 
   // Number of stored observations (all subjects).
   [[nodiscard]] virtual Result<std::int64_t> count() = 0;
+
+  // Per-bucket statistics of one series (subject, code) over [from, to): buckets of one UTC
+  // hour or day, ascending by start, empty buckets omitted. Reads the subject's log rows and
+  // the series' chunks overlapping the range once, in one read transaction (one snapshot), and
+  // decodes them sequentially: no statement per reading or per bucket. An unknown subject or
+  // code yields no buckets. Fails with invalid_argument/bad_query when code is empty or
+  // from >= to, data_loss/db_corrupt when a stored chunk or log entry does not decode,
+  // unavailable/db_busy or internal/db_error when SQLite fails.
+  [[nodiscard]] virtual Result<std::vector<AggregateBucket>> aggregate(const AggregateQuery& query) = 0;
+
+  // The latest n readings (by effective time, then id) of each requested code of a subject
+  // (FHIR Observation/$lastn): grouped by code in ascending code order, newest first within a
+  // code; a code with fewer readings yields what there is, an unknown code or subject nothing.
+  // Device, sequence and receipt time filled in as by search(). Fails with
+  // invalid_argument/bad_query when n is not 1..1000, otherwise like aggregate().
+  // `codes`: reading codes (panels by panel code); empty: every code the subject has.
+  [[nodiscard]] virtual Result<std::vector<StoredObservation>> latest(std::string_view subject,
+                                                                     const std::vector<std::string>& codes,
+                                                                     std::size_t n) = 0;
 };
 
 // ---------------------------------------------------------------- subjects and devices
