@@ -18,6 +18,7 @@
 #include "access.h"
 #include "bundle_import.h"
 #include "clinical_search.h"
+#include "dense.h"
 #include "representation.h"
 #include "telehub/fhir/audit_event.h"
 #include "telehub/core/log.h"
@@ -140,6 +141,8 @@ class Handlers {
   Response search_observations(const Request& r, const Principal& p, std::string_view query) const {
     auto params = parse_query(query);
     if (!params) return error_response(400, "value", "malformed query string (bad percent-encoding)");
+    // Dense views (dense.h, docs/dense.md): hourly or daily aggregates of the home readings.
+    if (wants_aggregate(*params)) return aggregate_observations(r, p, *params, query);
     // Paging runs over the home readings first, then over the clinical Observations: a cursor
     // "c:<clinical cursor>" is in the second phase (docs/fhir.md, "Observation search").
     std::optional<std::string> clinical_cursor;
@@ -303,6 +306,57 @@ class Handlers {
       return audit_failed();
     }
     return json_response(200, device_json(**found));
+  }
+
+  // GET Observation?_aggregate=hour|day&patient=&code=[&date=]: one aggregate Observation per
+  // hour or day with readings (docs/dense.md). Without a date range: the last 366 days.
+  Response aggregate_observations(const Request& r, const Principal& p, const std::vector<QueryParam>& params,
+                                  std::string_view query) const {
+    auto request = parse_aggregate_request(params, {options_.base_url, options_.default_count, options_.max_count});
+    if (!request) return outcome_response(400, request.error());
+    if (auto refused = check_subject(r, p, Endpoint::kObservationSearch, request->subject, "Observation", std::string(query)))
+      return *refused;
+    std::vector<AggregateSeries> series;
+    if (!request->matches_nothing) {
+      const auto to = request->to.value_or(core::system_clock().now());
+      const auto from = request->from.value_or(to - std::chrono::hours(24 * 366));
+      for (const auto& code : request->codes) {
+        storage::AggregateQuery q;
+        q.subject = request->subject;
+        q.code = code;
+        q.bucket = request->size;
+        q.from = from;
+        q.to = to;
+        auto buckets = store_.observations().aggregate(q);
+        if (!buckets) return internal_error(buckets.error());
+        series.push_back({code, std::move(*buckets)});
+      }
+    }
+    std::string self = options_.base_url + "/Observation?";
+    for (const auto& q : request->link_params) self += percent_encode(q.name) + "=" + percent_encode(q.value) + "&";
+    self.pop_back();
+    return json_response(200, aggregate_bundle_json(series, request->subject, request->size, {options_.base_url, self, ""}));
+  }
+
+  // GET Observation/$lastn?patient=&code=&max= (http://hl7.org/fhir/R4/observation-operation-lastn.html):
+  // the newest `max` home readings per code.
+  Response lastn(const Request& r, const Principal& p, std::string_view query) const {
+    auto params = parse_query(query);
+    if (!params) return error_response(400, "value", "malformed query string (bad percent-encoding)");
+    auto request = parse_lastn_request(*params, {options_.base_url, options_.default_count, options_.max_count});
+    if (!request) return outcome_response(400, request.error());
+    if (auto refused = check_subject(r, p, Endpoint::kLastn, request->subject, "Observation", std::string(query)))
+      return *refused;
+    std::vector<storage::StoredObservation> latest;
+    if (!request->matches_nothing) {
+      auto found = store_.observations().latest(request->subject, request->codes, request->max);
+      if (!found) return internal_error(found.error());
+      latest = std::move(*found);
+    }
+    std::string self = options_.base_url + "/Observation/$lastn?";
+    for (const auto& q : request->link_params) self += percent_encode(q.name) + "=" + percent_encode(q.value) + "&";
+    self.pop_back();
+    return json_response(200, lastn_bundle_json(latest, rules(), {options_.base_url, self, ""}));
   }
 
   // ---- clinical records (issue [7/8], docs/clinical.md) ----
@@ -1092,7 +1146,7 @@ Response route(const Handlers& h, const Request& request, const RouterOptions& o
 
   enum class Route {
     kMetadata, kSmart, kSearch, kObservation, kPatient, kDevice, kPatientType, kAuditEvent, kConsent,
-    kBase, kEverything, kClinicalType, kClinicalRead, kClinicalHistory, kClinicalVread
+    kBase, kEverything, kClinicalType, kClinicalRead, kClinicalHistory, kClinicalVread, kLastn
   };
   // A clinical resource type: FHIR type syntax, not one of the routes above.
   auto clinical_type = [&](const std::string& t) {
@@ -1109,6 +1163,7 @@ Response route(const Handlers& h, const Request& request, const RouterOptions& o
   else if (s.size() == 2 && s[0] == ".well-known" && s[1] == "smart-configuration" && options.auth.tokens)
     matched = Route::kSmart;
   else if (s.size() == 1 && s[0] == "Observation") matched = Route::kSearch;
+  else if (s.size() == 2 && s[0] == "Observation" && s[1] == "$lastn") matched = Route::kLastn;
   else if (s.size() == 2 && s[0] == "Observation") matched = Route::kObservation;
   else if (s.size() == 2 && s[0] == "Patient") matched = Route::kPatient;
   else if (s.size() == 2 && s[0] == "Device") matched = Route::kDevice;
@@ -1148,6 +1203,10 @@ Response route(const Handlers& h, const Request& request, const RouterOptions& o
     case Route::kEverything:
       if (request.method != "GET") return not_allowed("GET");
       endpoint = Endpoint::kEverything;
+      break;
+    case Route::kLastn:
+      if (request.method != "GET") return not_allowed("GET");
+      endpoint = Endpoint::kLastn;
       break;
     case Route::kClinicalType:
       if (request.method != "GET") return not_allowed("GET");
@@ -1227,7 +1286,7 @@ Response route(const Handlers& h, const Request& request, const RouterOptions& o
       return h.clinical_read(request, principal, s[0], s[1],
                              *matched == Route::kClinicalVread ? std::optional<std::string_view>(s[3]) : std::nullopt,
                              *matched == Route::kClinicalHistory);
-    case Endpoint::kLastn:
+    case Endpoint::kLastn: return h.lastn(request, principal, target->query);
     case Endpoint::kMetrics: break;
   }
   return not_found("unknown route");

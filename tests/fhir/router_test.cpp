@@ -613,3 +613,21 @@ TEST_CASE("a storage failure is a 500 without details", "[fhir]") {
   CHECK(router.handle({"GET", "/fhir/metadata", {}, "", "", false}).status == 200);
   f.validate_all();
 }
+
+TEST_CASE("routes of the home-reading views: Observation/$lastn and _aggregate", "[fhir]") {
+  Fixture f;
+  // Patient 1 has two heart rates (72 on 2026-11-01, 80 on 2026-11-15): $lastn max=1 is the later.
+  auto lastn = f.get_json("/fhir/Observation/$lastn?patient=" + f.p1 + "&code=8867-4&max=1");
+  REQUIRE(lastn["entry"].Size() == 1);
+  CHECK(lastn["entry"][0]["resource"]["valueQuantity"]["value"].GetDouble() == 80);
+  // Every code's latest: one entry per stored code of the patient.
+  auto all = f.get_json("/fhir/Observation/$lastn?patient=" + f.p1);
+  CHECK(all["entry"].Size() >= 8);
+  CHECK(f.get("/fhir/Observation/$lastn?code=8867-4").status == 400);  // patient is required
+  // Daily aggregates of the heart rate: two days with readings.
+  auto daily = f.get_json("/fhir/Observation?patient=" + f.p1 + "&code=8867-4&_aggregate=day&date=ge2026-10-01&date=lt2026-12-01");
+  REQUIRE(daily["entry"].Size() == 2);
+  CHECK(daily["entry"][0]["resource"]["effectivePeriod"]["start"].GetString() == std::string("2026-11-01T00:00:00.000Z"));
+  CHECK(f.get("/fhir/Observation?patient=" + f.p1 + "&_aggregate=week&code=8867-4").status == 400);
+  f.validate_all();
+}
