@@ -1,5 +1,9 @@
 #include "resources.h"
 
+#include <algorithm>
+
+#include "telehub/clinical/resource_store.h"
+
 #include <cmath>
 #include <optional>
 
@@ -338,12 +342,38 @@ std::string capability_statement_json(const CapabilityOptions& options) {
   search_param("date", "http://hl7.org/fhir/SearchParameter/clinical-date", "date",
                "prefixes eq, gt, ge, lt, le; may be repeated");
   search_param("_count", "", "number", "page size");
+  search_param("_aggregate", "", "token",
+               "telehub extension: hour or day; hourly or daily aggregate Observations of the home readings "
+               "(needs patient and code; docs/dense.md)");
+  w.EndArray();
+  auto operation = [&w](std::string_view name, std::string_view definition) {
+    w.StartObject();
+    write_member(w, "name", name);
+    write_member(w, "definition", definition);
+    w.EndObject();
+  };
+  write_key(w, "operation");
+  w.StartArray();
+  operation("lastn", "http://hl7.org/fhir/OperationDefinition/Observation-lastn");
   w.EndArray();
   w.EndObject();
 
   w.StartObject();
   write_member(w, "type", "Patient");
-  interactions({"read"});
+  interactions({"read", "search-type", "create", "update"});
+  write_key(w, "conditionalUpdate");
+  w.Bool(true);
+  write_key(w, "searchParam");
+  w.StartArray();
+  search_param("identifier", "http://hl7.org/fhir/SearchParameter/Patient-identifier", "token",
+               "system|value: the BSN (http://fhir.nl/fhir/NamingSystem/bsn) or a record number; care role");
+  w.EndArray();
+  if (options.clinical) {
+    write_key(w, "operation");
+    w.StartArray();
+    operation("everything", "http://hl7.org/fhir/OperationDefinition/Patient-everything");
+    w.EndArray();
+  }
   w.EndObject();
 
   w.StartObject();
@@ -351,7 +381,56 @@ std::string capability_statement_json(const CapabilityOptions& options) {
   interactions({"read"});
   w.EndObject();
 
+  w.StartObject();
+  write_member(w, "type", "Consent");
+  interactions({"create"});
+  w.EndObject();
+
+  w.StartObject();
+  write_member(w, "type", "AuditEvent");
+  interactions({"search-type"});
+  write_key(w, "searchParam");
+  w.StartArray();
+  search_param("patient", "http://hl7.org/fhir/SearchParameter/AuditEvent-patient", "reference", "Patient/<id> or <id>");
   w.EndArray();
+  w.EndObject();
+
+  if (options.clinical) {
+    // The clinical record types the store indexes (clinical::index_table(); others are stored
+    // and readable too, searchable by patient, _id and _lastUpdated).
+    std::vector<std::string> types;
+    for (const auto& p : clinical::index_table())
+      if (p.type != "Observation" && std::find(types.begin(), types.end(), p.type) == types.end()) types.push_back(p.type);
+    for (const auto& type : types) {
+      w.StartObject();
+      write_member(w, "type", type);
+      interactions({"read", "vread", "history-instance", "search-type"});
+      write_key(w, "searchParam");
+      w.StartArray();
+      search_param("patient", "", "reference", "Patient/<id> or <id>; required for the care role");
+      search_param("_id", "", "token", "comma-separated ids");
+      search_param("_lastUpdated", "", "date", "prefixes eq ne gt ge lt le sa eb");
+      for (const auto& p : clinical::index_table())
+        if (p.type == type) search_param(p.param, "", p.kind == "quantity" ? "quantity" : p.kind, p.elements);
+      search_param("_sort", "", "string", "date, -date, _lastUpdated, -_lastUpdated");
+      search_param("_summary", "", "token", "count");
+      search_param("_count", "", "number", "page size");
+      w.EndArray();
+      w.EndObject();
+    }
+  }
+
+  w.EndArray();
+  if (options.clinical) {
+    write_key(w, "interaction");
+    w.StartArray();
+    for (const char* code : {"transaction", "batch"}) {
+      w.StartObject();
+      write_member(w, "code", code);
+      w.EndObject();
+    }
+    w.EndArray();
+  }
   w.EndObject();
   w.EndArray();
   w.EndObject();

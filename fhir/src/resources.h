@@ -42,6 +42,7 @@ std::string device_json(const storage::DeviceRecord& device);
 struct CapabilityOptions {
   std::string base_url;  // implementation.url
   std::string token_url;  // set: rest.security names SMART Backend Services at this token URL
+  bool clinical = false;  // clinical records served: transaction/batch, clinical types, $everything
 };
 std::string capability_statement_json(const CapabilityOptions& options);
 

@@ -135,7 +135,7 @@ class Handlers {
  public:
   Handlers(storage::Store& store, const RouterOptions& options) : store_(store), options_(options) {}
 
-  Response metadata() const { return json_response(200, capability_statement_json({options_.base_url, options_.auth.tokens ? options_.auth.token_url : std::string()})); }
+  Response metadata() const { return json_response(200, capability_statement_json({options_.base_url, options_.auth.tokens ? options_.auth.token_url : std::string(), options_.clinical != nullptr})); }
 
   // http://hl7.org/fhir/R4/search.html; the searchset Bundle: http://hl7.org/fhir/R4/bundle.html
   Response search_observations(const Request& r, const Principal& p, std::string_view query) const {
