@@ -183,12 +183,20 @@ bool none_match(std::string_view list, std::string_view etag) {
   return false;
 }
 
+// RapidJSON 1.1's Writer::RawNumber writes the number as a string ("60.5"); this one writes it
+// as the number it is, byte for byte (a FHIR decimal keeps its precision).
+class RawNumberPrettyWriter : public rapidjson::PrettyWriter<rapidjson::StringBuffer> {
+ public:
+  using PrettyWriter::PrettyWriter;
+  bool RawNumber(const char* text, rapidjson::SizeType length, bool) { return RawValue(text, length, rapidjson::kNumberType); }
+};
+
 // Re-serialises JSON with 2-space indentation, numbers copied as written; nullopt when `body`
 // does not parse.
 std::optional<std::string> pretty_json(const std::string& body) {
   if (body.find('\0') != std::string::npos) return std::nullopt;
   rapidjson::StringBuffer buffer;
-  rapidjson::PrettyWriter<rapidjson::StringBuffer> writer(buffer);
+  RawNumberPrettyWriter writer(buffer);
   writer.SetIndent(' ', 2);
   rapidjson::Reader reader;
   rapidjson::StringStream stream(body.c_str());
