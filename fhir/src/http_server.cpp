@@ -627,7 +627,7 @@ class BeastServer final : public HttpServer {
                              bool gzip_ok, beast::error_code& ec) {
     http::response<http::string_body> res{static_cast<http::status>(response.status), version};
     res.set(http::field::server, "telehub");
-    res.set(http::field::content_type, response.content_type);
+    if (!response.content_type.empty()) res.set(http::field::content_type, response.content_type);  // none on a 304
     for (const auto& [name, value] : response.headers) res.set(name, value);
     if (!hsts_.empty()) res.set(http::field::strict_transport_security, hsts_);  // RFC 6797 section 6.1
     const bool has_body = !head && response.status >= 200 && response.status != 204 && response.status != 304;

@@ -296,13 +296,16 @@ Response finish(const Request& request, const Representation& representation, Re
     }
     const auto condition = header(request, "If-None-Match");
     if (!etag.empty() && condition && none_match(*condition, etag)) {
-      response.status = 304;  // RFC 9110 section 15.4.5: no body, the 200's validators kept
+      // RFC 9110 section 15.4.5: no content (so no Content-Type either), the 200's headers kept.
+      response.status = 304;
       response.body.clear();
+      response.content_type.clear();
+      return response;
     }
   }
   if (representation.pretty && !response.body.empty())
     if (auto pretty = pretty_json(response.body)) response.body = std::move(*pretty);
-  if (representation.plain_json) response.content_type = std::string(kPlainJson);
+  if (representation.plain_json && response.status < 400) response.content_type = std::string(kPlainJson);
   return response;
 }
 

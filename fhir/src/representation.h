@@ -57,10 +57,12 @@ std::optional<Response> negotiate(Request& request, Representation& out);
 //     answer to GET or HEAD without an ETag header gets W/"<first 16 hex digits of the SHA-256
 //     of the compact body>". With an ETag (the route's or that one), a request If-None-Match
 //     (RFC 9110 section 13.1.2: "*" or a list of entity-tags, compared weakly) that matches
-//     turns the answer into 304 with no body, keeping its headers (ETag included).
+//     turns the answer into 304 with no body and no content type, keeping its headers (ETag
+//     included); nothing else below applies to it.
 //   - _pretty: the body is re-serialised with 2-space indentation (numbers byte for byte); a
 //     body that does not parse as JSON is left as it is.
-//   - plain_json: content type "application/json; charset=utf-8".
+//   - plain_json: content type "application/json; charset=utf-8", except for errors (status
+//     >= 400), which stay application/fhir+json OperationOutcomes (router.h).
 Response finish(const Request& request, const Representation& representation, Response response);
 
 // W/"<first 16 hex digits of SHA-256(body)>": the weak ETag finish() gives answers without one.

@@ -189,10 +189,13 @@ TEST_CASE("representation: _format and Accept choose the content type or answer 
     if (c.status == 200) CHECK(r.body == plain.body);  // the same JSON whatever the label
   }
 
-  // Errors follow the negotiated type too; the header name is case-insensitive.
+  // Errors stay application/fhir+json OperationOutcomes (router.h); the header name is
+  // case-insensitive.
   const auto missing = f.call("/fhir/Observation/999", {{"accept", "application/json"}});
   CHECK(missing.status == 404);
-  CHECK(missing.content_type == kPlainJson);
+  CHECK(missing.content_type == kFhirJson);
+  const auto refused = f.call("/fhir/metadata", {{"ACCEPT", "text/html"}});
+  CHECK(refused.status == 406);
 
   // Outside /fhir nothing is negotiated: /metrics stays text for a Prometheus Accept.
   const auto metrics = f.call("/metrics?_format=xml", {{"Accept", "text/plain;version=0.0.4"}});
@@ -289,6 +292,7 @@ TEST_CASE("representation: ETag and If-None-Match give 304", "[fhir]") {
       const auto r = f.call(target, {{"If-None-Match", condition}});
       CHECK(r.status == 304);
       CHECK(r.body.empty());
+      CHECK(r.content_type.empty());
       CHECK(header(r, "ETag") == etag);
     }
     for (const std::string& condition : {std::string("W/\"0000000000000000\""), std::string("\"other\", W/\"x\""),
@@ -433,6 +437,8 @@ TEST_CASE("representation HTTP: gzip over loopback with curl", "[fhir]") {
   const auto not_modified = curl(f, "--compressed -H 'If-None-Match: " + etag + "' " + search);
   CHECK(not_modified.head.rfind("HTTP/1.1 304", 0) == 0);
   CHECK(not_modified.body.empty());
+  CHECK(has_header(not_modified.head, "ETag: " + etag));
+  CHECK_FALSE(contains(not_modified.head, "Content-Type"));
   CHECK_FALSE(has_header(not_modified.head, "Content-Encoding: gzip"));
 
   // _pretty and application/json over HTTP, compressed.
