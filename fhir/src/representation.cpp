@@ -131,11 +131,16 @@ double accept_q(const std::vector<MediaRange>& ranges, std::string_view subtype)
   return q;
 }
 
-Response not_acceptable(std::string diagnostics) {
+std::optional<std::string> pretty_json(const std::string& body);
+
+// 406 (http://hl7.org/fhir/R4/http.html#mime-type), indented when _pretty=true was asked for.
+Response not_acceptable(const Representation& representation, std::string diagnostics) {
   Response r;
   r.status = 406;
   r.content_type = std::string(kFhirJson);
   r.body = operation_outcome_json({Issue{"error", "not-supported", std::move(diagnostics)}});
+  if (representation.pretty)
+    if (auto pretty = pretty_json(r.body)) r.body = std::move(*pretty);
   return r;
 }
 
@@ -260,7 +265,7 @@ std::optional<Response> negotiate(Request& request, Representation& out) {
   // _format overrides Accept (http://hl7.org/fhir/R4/http.html#mime-type).
   if (!formats.empty()) {
     for (const auto& f : formats)
-      if (!accept_format(f, out)) return not_acceptable(std::string("_format: ") + kOnlyJson);
+      if (!accept_format(f, out)) return not_acceptable(out, std::string("_format: ") + kOnlyJson);
     return std::nullopt;
   }
 
@@ -274,7 +279,7 @@ std::optional<Response> negotiate(Request& request, Representation& out) {
   if (ranges.empty()) return std::nullopt;  // nothing readable: as if absent
   const double fhir_q = accept_q(ranges, "fhir+json");
   const double json_q = accept_q(ranges, "json");
-  if (fhir_q <= 0 && json_q <= 0) return not_acceptable(std::string("Accept: ") + kOnlyJson);
+  if (fhir_q <= 0 && json_q <= 0) return not_acceptable(out, std::string("Accept: ") + kOnlyJson);
   out.plain_json = json_q > fhir_q;
   return std::nullopt;
 }

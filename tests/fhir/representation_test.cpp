@@ -223,9 +223,15 @@ TEST_CASE("representation: _pretty indents the same JSON", "[fhir]") {
     // Numbers are copied as written ("60.5", "61.5" in the Observations).
     if (contains(compact.body, "\"value\":60.5")) CHECK(contains(pretty.body, "\"value\": 60.5"));
   }
-  // A 406 with _pretty is pretty too.
-  const auto refused = f.call("/fhir/metadata?_pretty=true&_format=xml");
-  CHECK(refused.status == 406);
+  // A 406 with _pretty is pretty too, whatever the order of the parameters.
+  for (const char* target : {"/fhir/metadata?_pretty=true&_format=xml", "/fhir/metadata?_format=xml&_pretty=true"}) {
+    INFO(target);
+    const auto refused = f.call(target);
+    CHECK(refused.status == 406);
+    CHECK(contains(refused.body, "\n  \""));
+    CHECK(issue_code(refused) == "not-supported");
+  }
+  CHECK_FALSE(contains(f.call("/fhir/metadata?_format=xml").body, "\n"));
   f.validate_all();
 }
 
