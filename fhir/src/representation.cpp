@@ -8,6 +8,9 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
+#include <cstdint>
+#include <iterator>
 #include <vector>
 
 #include "resources.h"
@@ -209,6 +212,39 @@ std::optional<std::string> pretty_json(const std::string& body) {
   return std::string(buffer.GetString(), buffer.GetSize());
 }
 
+// An IMF-fixdate (RFC 9110 section 5.6.7, "Sun, 06 Nov 1994 08:49:37 GMT") as seconds since
+// the epoch; nullopt for anything else (the obsolete RFC 850 and asctime forms included, so such
+// an If-Modified-Since is ignored, as for an invalid date).
+std::optional<std::int64_t> parse_http_date(std::string_view text) {
+  text = trim(text);
+  static constexpr std::string_view kDays[] = {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"};
+  static constexpr std::string_view kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                                 "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  if (text.size() != 29 || text.substr(3, 2) != ", " || text[7] != ' ' || text[11] != ' ' || text[16] != ' ' ||
+      text[19] != ':' || text[22] != ':' || text.substr(25) != " GMT")
+    return std::nullopt;
+  if (std::find(std::begin(kDays), std::end(kDays), text.substr(0, 3)) == std::end(kDays)) return std::nullopt;
+  const auto month = std::find(std::begin(kMonths), std::end(kMonths), text.substr(8, 3));
+  if (month == std::end(kMonths)) return std::nullopt;
+  auto number = [&](std::size_t at, std::size_t length) -> int {
+    int value = 0;
+    for (std::size_t i = at; i < at + length; ++i) {
+      if (text[i] < '0' || text[i] > '9') return -1;
+      value = value * 10 + (text[i] - '0');
+    }
+    return value;
+  };
+  const int day = number(5, 2), year = number(12, 4), hour = number(17, 2), minute = number(20, 2), second = number(23, 2);
+  if (day < 0 || year < 0 || hour < 0 || hour > 23 || minute < 0 || minute > 59 || second < 0 || second > 60)
+    return std::nullopt;
+  const std::chrono::year_month_day date{std::chrono::year(year),
+                                         std::chrono::month(static_cast<unsigned>(month - std::begin(kMonths) + 1)),
+                                         std::chrono::day(static_cast<unsigned>(day))};
+  if (!date.ok()) return std::nullopt;
+  const auto days = std::chrono::sys_days(date).time_since_epoch().count();
+  return static_cast<std::int64_t>(days) * 86400 + hour * 3600 + minute * 60 + second;
+}
+
 }  // namespace
 
 std::string body_etag(std::string_view body) {
@@ -299,8 +335,19 @@ Response finish(const Request& request, const Representation& representation, Re
       etag = body_etag(response.body);
       if (!etag.empty()) response.headers.emplace_back("ETag", etag);
     }
+    // RFC 9110 section 13.2.2: If-None-Match first; If-Modified-Since only without it.
     const auto condition = header(request, "If-None-Match");
-    if (!etag.empty() && condition && none_match(*condition, etag)) {
+    bool not_modified = !etag.empty() && condition && none_match(*condition, etag);
+    if (!condition) {
+      const auto since = header(request, "If-Modified-Since");
+      const auto modified = std::find_if(response.headers.begin(), response.headers.end(),
+                                         [](const auto& h) { return iequals(h.first, "Last-Modified"); });
+      if (since && modified != response.headers.end()) {
+        const auto since_time = parse_http_date(*since), modified_time = parse_http_date(modified->second);
+        not_modified = since_time && modified_time && *modified_time <= *since_time;
+      }
+    }
+    if (not_modified) {
       // RFC 9110 section 15.4.5: no content (so no Content-Type either), the 200's headers kept.
       response.status = 304;
       response.body.clear();

@@ -58,7 +58,9 @@ std::optional<Response> negotiate(Request& request, Representation& out);
 //     of the compact body>". With an ETag (the route's or that one), a request If-None-Match
 //     (RFC 9110 section 13.1.2: "*" or a list of entity-tags, compared weakly) that matches
 //     turns the answer into 304 with no body and no content type, keeping its headers (ETag
-//     included); nothing else below applies to it.
+//     included); nothing else below applies to it. Without If-None-Match, an If-Modified-Since
+//     (IMF-fixdate) not earlier than the answer's Last-Modified header (set by a route; IMF-fixdate)
+//     does the same (RFC 9110 section 13.1.3); an unreadable date is ignored.
 //   - _pretty: the body is re-serialised with 2-space indentation (numbers byte for byte); a
 //     body that does not parse as JSON is left as it is.
 //   - plain_json: content type "application/json; charset=utf-8", except for errors (status

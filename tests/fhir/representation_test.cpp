@@ -342,6 +342,22 @@ TEST_CASE("representation: finish keeps a route's ETag and leaves non-FHIR bodie
   CHECK(modified.body == versioned.body);
   CHECK(modified.headers == versioned.headers);
 
+  // If-Modified-Since against the route's Last-Modified, only without If-None-Match.
+  for (const auto& [since, status] : std::vector<std::pair<std::string, int>>{
+           {"Sat, 28 Nov 2026 10:00:00 GMT", 304},
+           {"Sun, 29 Nov 2026 00:00:00 GMT", 304},
+           {"Sat, 28 Nov 2026 09:59:59 GMT", 200},
+           {"Fri, 31 Dec 1999 23:59:59 GMT", 200},
+           {"Saturday, 28-Nov-26 10:00:00 GMT", 200},  // RFC 850 form: ignored
+           {"Sat, 31 Nov 2026 10:00:00 GMT", 200},     // no such day: ignored
+           {"yesterday", 200}}) {
+    INFO(since);
+    request.headers = {{"If-Modified-Since", since}};
+    CHECK(fhir::finish(request, representation, versioned).status == status);
+  }
+  request.headers = {{"If-Modified-Since", "Sun, 29 Nov 2026 00:00:00 GMT"}, {"If-None-Match", "W/\"2\""}};
+  CHECK(fhir::finish(request, representation, versioned).status == 200);
+
   // HEAD is answered like GET.
   request.method = "HEAD";
   request.headers = {{"If-None-Match", "\"3\""}};
