@@ -619,9 +619,9 @@ class BeastServer final : public HttpServer {
   }
 
   // gzip_ok: the request's Accept-Encoding allows gzip (accepts_gzip). A body of at least
-  // kMinGzipBytes (not for HEAD, 304, 204 or 1xx) is then sent gzip-coded, with its ETag made
-  // weak (RFC 9110 section 8.8.3: the coded bytes differ); every such body carries
-  // Vary: Accept-Encoding, compressed or not.
+  // kMinGzipBytes (not for 304, 204 or 1xx) is then sent gzip-coded, except to HEAD, with its
+  // ETag made weak (RFC 9110 section 8.8.3: the coded bytes differ); every such body carries
+  // Vary: Accept-Encoding, compressed or not, HEAD included.
   template <class Stream>
   net::awaitable<void> write(Stream& stream, Response response, unsigned version, bool keep_alive, bool head,
                              bool gzip_ok, beast::error_code& ec) {
@@ -630,12 +630,12 @@ class BeastServer final : public HttpServer {
     if (!response.content_type.empty()) res.set(http::field::content_type, response.content_type);  // none on a 304
     for (const auto& [name, value] : response.headers) res.set(name, value);
     if (!hsts_.empty()) res.set(http::field::strict_transport_security, hsts_);  // RFC 6797 section 6.1
-    const bool has_body = !head && response.status >= 200 && response.status != 204 && response.status != 304;
+    const bool has_body = response.status >= 200 && response.status != 204 && response.status != 304;
     if (has_body && response.body.size() >= kMinGzipBytes && res.find(http::field::content_encoding) == res.end()) {
       const auto vary = res.find(http::field::vary);
       if (vary == res.end()) res.set(http::field::vary, "Accept-Encoding");
       else res.set(http::field::vary, std::string(vary->value()) + ", Accept-Encoding");
-      if (gzip_ok) {
+      if (gzip_ok && !head) {  // HEAD: the same Vary as GET, the length of the identity body
         if (auto coded = gzip(response.body)) {
           response.body = std::move(*coded);
           res.set(http::field::content_encoding, "gzip");

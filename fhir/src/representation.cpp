@@ -275,7 +275,14 @@ std::optional<Response> negotiate(Request& request, Representation& out) {
     const auto query = target.substr(question + 1, hash == std::string_view::npos ? std::string_view::npos : hash - question - 1);
     std::string kept;
     bool removed = false, first = true;
-    for (const auto piece : split_list(query, '&')) {
+    std::vector<std::string_view> pieces;  // split at every '&': quotes mean nothing in a query
+    for (std::size_t start = 0;;) {
+      const auto amp = query.find('&', start);
+      pieces.push_back(query.substr(start, amp == std::string_view::npos ? std::string_view::npos : amp - start));
+      if (amp == std::string_view::npos) break;
+      start = amp + 1;
+    }
+    for (const auto piece : pieces) {
       const auto eq = piece.find('=');
       const auto name = percent_decode(piece.substr(0, eq));
       const auto raw_value = eq == std::string_view::npos ? std::string_view() : piece.substr(eq + 1);

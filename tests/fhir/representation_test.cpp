@@ -260,6 +260,8 @@ TEST_CASE("representation: _format and _pretty never reach the routes", "[fhir]"
            {"/fhir/Observation?%5Fformat=json&code=1", "/fhir/Observation?code=1"},
            {"/fhir/Observation?_formats=json&_format", "/fhir/Observation?_formats=json"},
            {"/fhir/Observation?x=1#frag", "/fhir/Observation?x=1#frag"},
+           {"/fhir/Observation?a=\"&_format=json&b=\"", "/fhir/Observation?a=\"&b=\""},
+           {"/fhir/Observation?_format=json&_pretty=false", "/fhir/Observation"},
            {"/fhir/Observation?_pretty=true#frag", "/fhir/Observation#frag"},
            {"/fhir/metadata?", "/fhir/metadata?"},
            {"/metrics?_format=json", "/metrics?_format=json"},
