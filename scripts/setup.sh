@@ -8,7 +8,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config
-  libssl-dev libsqlite3-dev sqlite3
+  libssl-dev libsqlite3-dev sqlite3 zlib1g-dev
   libpaho-mqtt-dev libpaho-mqttpp-dev
   mosquitto mosquitto-clients
   libmosquitto-dev python3

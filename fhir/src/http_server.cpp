@@ -37,11 +37,13 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <charconv>
 #include <cmath>
 #include <exception>
 #include <mutex>
@@ -71,6 +73,73 @@ constexpr std::uint32_t kHeaderLimit = 8 * 1024;
 // (for at most kDrainTime) so the client receives the response before our close resets it.
 constexpr std::size_t kMaxDrainBytes = 16 << 20;
 constexpr std::chrono::seconds kDrainTime{2};
+
+// Bodies smaller than this are sent as they are: gzip would save little or grow them.
+constexpr std::size_t kMinGzipBytes = 1024;
+
+char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return ascii_lower(x) == ascii_lower(y); });
+}
+
+std::string_view trim_ows(std::string_view text) {
+  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
+  return text;
+}
+
+// Whether Accept-Encoding (RFC 9110 section 12.5.3; all its fields joined with ',') allows
+// gzip: the q-value of "gzip" (or its alias "x-gzip"), else of "*", must be above 0. An
+// element with an invalid q-value counts as absent; no header or no mention: no gzip.
+bool accepts_gzip(std::string_view header) {
+  std::optional<double> gzip_q, any_q;
+  while (!header.empty()) {
+    const auto comma = header.find(',');
+    const auto element = header.substr(0, comma);
+    header = comma == std::string_view::npos ? std::string_view() : header.substr(comma + 1);
+    const auto semicolon = element.find(';');
+    const auto coding = trim_ows(element.substr(0, semicolon));
+    double q = 1;
+    bool valid = true;
+    if (semicolon != std::string_view::npos) {
+      auto params = element.substr(semicolon + 1);
+      while (!params.empty()) {
+        const auto next = params.find(';');
+        const auto param = trim_ows(params.substr(0, next));
+        params = next == std::string_view::npos ? std::string_view() : params.substr(next + 1);
+        const auto eq = param.find('=');
+        if (eq == std::string_view::npos || !iequals(trim_ows(param.substr(0, eq)), "q")) continue;
+        const auto value = trim_ows(param.substr(eq + 1));
+        const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), q);
+        valid = ec == std::errc() && end == value.data() + value.size() && q >= 0 && q <= 1 && value.size() <= 5;
+      }
+    }
+    if (!valid || coding.empty()) continue;
+    if (iequals(coding, "gzip") || iequals(coding, "x-gzip")) gzip_q = std::max(gzip_q.value_or(0), q);
+    else if (coding == "*") any_q = std::max(any_q.value_or(0), q);
+  }
+  if (gzip_q) return *gzip_q > 0;
+  return any_q && *any_q > 0;
+}
+
+// The gzip file format (RFC 1952) of `body`, deflated in one shot; nullopt if zlib fails.
+std::optional<std::string> gzip(const std::string& body) {
+  z_stream z{};
+  if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) return std::nullopt;
+  std::string out(deflateBound(&z, static_cast<uLong>(body.size())) + 32, '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(body.data()));
+  z.avail_in = static_cast<uInt>(body.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  const int result = deflate(&z, Z_FINISH);
+  const auto written = z.total_out;
+  deflateEnd(&z);
+  if (result != Z_STREAM_END) return std::nullopt;
+  out.resize(written);
+  return out;
+}
 
 void log_connection_error(std::string_view what, const beast::error_code& ec) {
   core::log_debug(kLogComponent, std::string(what) + ": " + ec.message());
@@ -516,6 +585,13 @@ class BeastServer final : public HttpServer {
       request.client_certificate = client_certificate;
       const bool keep_alive = req.keep_alive();
       const bool head = req.method() == http::verb::head;
+      std::string accept_encoding;
+      for (const auto& field : req)
+        if (field.name() == http::field::accept_encoding) {
+          if (!accept_encoding.empty()) accept_encoding += ',';
+          accept_encoding.append(field.value().data(), field.value().size());
+        }
+      const bool gzip_ok = accepts_gzip(accept_encoding);
 
       Response response;
       if (const int wait = limiter_.take(peer.ip); wait > 0) {
@@ -527,7 +603,7 @@ class BeastServer final : public HttpServer {
       } else {
         response = router_.handle(request);
       }
-      co_await write(stream, std::move(response), req.version(), keep_alive, head, ec);
+      co_await write(stream, std::move(response), req.version(), keep_alive, head, gzip_ok, ec);
       if (ec) {
         log_connection_error("write", ec);
         co_return;
@@ -542,14 +618,32 @@ class BeastServer final : public HttpServer {
     transport.socket().shutdown(tcp::socket::shutdown_send, ec);
   }
 
+  // gzip_ok: the request's Accept-Encoding allows gzip (accepts_gzip). A body of at least
+  // kMinGzipBytes (not for 304, 204 or 1xx) is then sent gzip-coded, except to HEAD, with its
+  // ETag made weak (RFC 9110 section 8.8.3: the coded bytes differ); every such body carries
+  // Vary: Accept-Encoding, compressed or not, HEAD included.
   template <class Stream>
   net::awaitable<void> write(Stream& stream, Response response, unsigned version, bool keep_alive, bool head,
-                             beast::error_code& ec) {
+                             bool gzip_ok, beast::error_code& ec) {
     http::response<http::string_body> res{static_cast<http::status>(response.status), version};
     res.set(http::field::server, "telehub");
-    res.set(http::field::content_type, response.content_type);
+    if (!response.content_type.empty()) res.set(http::field::content_type, response.content_type);  // none on a 304
     for (const auto& [name, value] : response.headers) res.set(name, value);
     if (!hsts_.empty()) res.set(http::field::strict_transport_security, hsts_);  // RFC 6797 section 6.1
+    const bool has_body = response.status >= 200 && response.status != 204 && response.status != 304;
+    if (has_body && response.body.size() >= kMinGzipBytes && res.find(http::field::content_encoding) == res.end()) {
+      const auto vary = res.find(http::field::vary);
+      if (vary == res.end()) res.set(http::field::vary, "Accept-Encoding");
+      else res.set(http::field::vary, std::string(vary->value()) + ", Accept-Encoding");
+      if (gzip_ok && !head) {  // HEAD: the same Vary as GET, the length of the identity body
+        if (auto coded = gzip(response.body)) {
+          response.body = std::move(*coded);
+          res.set(http::field::content_encoding, "gzip");
+          const auto etag = res.find(http::field::etag);
+          if (etag != res.end() && !etag->value().starts_with("W/")) res.set(http::field::etag, "W/" + std::string(etag->value()));
+        }
+      }
+    }
     res.body() = std::move(response.body);
     res.keep_alive(keep_alive);
     res.prepare_payload();
@@ -572,7 +666,7 @@ class BeastServer final : public HttpServer {
     response.content_type = "application/fhir+json; charset=utf-8";
     response.body = operation_outcome_json({Issue{"error", too_long ? "too-long" : "structure", std::move(diagnostics)}});
     beast::error_code ec;
-    co_await write(stream, std::move(response), 11, false, false, ec);
+    co_await write(stream, std::move(response), 11, false, false, false, ec);
     if (ec) {
       log_connection_error("write", ec);
       co_return;

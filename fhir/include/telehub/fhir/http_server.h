@@ -5,7 +5,13 @@
 // headers over 8 KiB get 431, a header not complete within header_timeout or a request not
 // complete within request_timeout closes the connection, connections over max_connections or
 // max_connections_per_client are closed at once, and requests over the per-address rate get 429
-// with Retry-After. Beast and OpenSSL types stay in src/.
+// with Retry-After. Beast, OpenSSL and zlib types stay in src/.
+//
+// Content coding (RFC 9110 section 8.4; docs/api.md, "HTTP behaviour"): when the request's
+// Accept-Encoding gives gzip (or "*") a q-value above 0, a response body of at least 1 KiB is
+// sent gzip-compressed (Content-Encoding: gzip; an ETag becomes weak). Every body of at least
+// 1 KiB carries Vary: Accept-Encoding. Answers to HEAD and 304 are never compressed; a body is
+// sent as it is if compression fails.
 //
 // HTTPS (options.tls set): every connection is TLS; a client that does not complete the
 // handshake within request_timeout, or speaks plain HTTP, is closed without a response. Every
