@@ -177,6 +177,12 @@ TEST_CASE("a Synthea Bundle posted by a care client reads back, searches, pages 
   CHECK(everything.count("https://hub.test/fhir/Patient/" + patient) == 1);
   CHECK(everything.size() >= 300);  // the Patient plus the subject's records (Organization/Practitioner have none)
 
+  // The CapabilityStatement names the clinical types, transaction/batch and $everything.
+  auto cs = f.call("GET", "/fhir/metadata", token);
+  CHECK(cs.body.find("\"type\":\"Condition\"") != std::string::npos);
+  CHECK(cs.body.find("Patient-everything") != std::string::npos);
+  CHECK(cs.body.find("\"transaction\"") != std::string::npos);
+
   // Another hospital sees nothing of this patient.
   const std::string other = f.api_token("hospital-b", "org-b");
   CHECK(f.call("GET", "/fhir/Condition/" + condition, other).status == 403);

@@ -208,16 +208,23 @@ TEST_CASE("metadata and reads", "[fhir]") {
   CHECK(std::string(cs["kind"].GetString()) == "instance");
   CHECK(std::string(cs["implementation"]["url"].GetString()) == kBase);
   std::map<std::string, std::set<std::string>> interactions;
-  std::set<std::string> params;
+  std::map<std::string, std::set<std::string>> params;
   for (const auto& r : cs["rest"][0]["resource"].GetArray()) {
     for (const auto& i : r["interaction"].GetArray()) interactions[r["type"].GetString()].insert(i["code"].GetString());
     if (r.HasMember("searchParam"))
-      for (const auto& p : r["searchParam"].GetArray()) params.insert(p["name"].GetString());
+      for (const auto& p : r["searchParam"].GetArray()) params[r["type"].GetString()].insert(p["name"].GetString());
   }
+  // Exactly what this router serves (no clinical store here: no clinical types, no $everything).
   CHECK(interactions["Observation"] == std::set<std::string>{"read", "search-type"});
-  CHECK(interactions["Patient"] == std::set<std::string>{"read"});
+  CHECK(interactions["Patient"] == std::set<std::string>{"read", "search-type", "create", "update"});
   CHECK(interactions["Device"] == std::set<std::string>{"read"});
-  CHECK(params == std::set<std::string>{"patient", "subject", "code", "date", "_count"});
+  CHECK(interactions["Consent"] == std::set<std::string>{"create"});
+  CHECK(interactions["AuditEvent"] == std::set<std::string>{"search-type"});
+  CHECK(interactions.size() == 5);
+  CHECK(params["Observation"] == std::set<std::string>{"patient", "subject", "code", "date", "_count", "_aggregate"});
+  CHECK(params["Patient"] == std::set<std::string>{"identifier"});
+  CHECK(cs["rest"][0]["resource"][1].HasMember("operation") == false);  // $everything needs the clinical store
+  CHECK_FALSE(cs["rest"][0].HasMember("interaction"));
 
   // Find each observation's id through a search.
   auto all = f.get_json(f.search("patient=" + f.p1 + "&_count=100"));
