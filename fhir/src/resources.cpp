@@ -400,7 +400,9 @@ std::string capability_statement_json(const CapabilityOptions& options) {
     // and readable too, searchable by patient, _id and _lastUpdated).
     std::vector<std::string> types;
     for (const auto& p : clinical::index_table())
-      if (p.type != "Observation" && std::find(types.begin(), types.end(), p.type) == types.end()) types.push_back(p.type);
+      if (p.type != "Observation" && !p.type.empty() && p.type[0] >= 'A' && p.type[0] <= 'Z' &&
+          std::find(types.begin(), types.end(), p.type) == types.end())
+        types.push_back(p.type);  // not the "(every type)" rows
     for (const auto& type : types) {
       w.StartObject();
       write_member(w, "type", type);
