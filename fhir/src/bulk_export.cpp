@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <exception>
 #include <map>
 #include <mutex>
 #include <system_error>
@@ -239,10 +240,17 @@ class BulkExportsImpl final : public BulkExports {
     for (auto& job : expired) discard(*job);
   }
 
+  // The worker thread's body: nothing may throw out of it (std::terminate), so an exception
+  // (std::bad_alloc, a std::system_error of the file system) fails the job like an error.
   void work(Job& job) {
-    NdjsonFiles out(job.dir);
-    auto ran = run(job, out);
-    Result<std::map<std::string, std::int64_t>> counts = ran ? out.close() : tl::unexpected(ran.error());
+    Result<std::map<std::string, std::int64_t>> counts;
+    try {
+      NdjsonFiles out(job.dir);
+      auto ran = run(job, out);
+      counts = ran ? out.close() : tl::unexpected(ran.error());
+    } catch (const std::exception&) {
+      counts = core::fail(core::Code::kInternal, "exception", "the export thread caught an exception");
+    }
     if (!counts && counts.error().code == core::Code::kCancelled) return;  // the canceller cleans up
     std::lock_guard lock(mu_);
     job.finished = options_.clock->now();
