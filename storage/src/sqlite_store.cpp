@@ -268,6 +268,7 @@ class SqliteRegistry final : public Registry {
   explicit SqliteRegistry(SqliteStore& s) : store_(s) {}
   Status add_subject(const privacy::SubjectPseudonym& subject) override;
   Result<bool> subject_exists(std::string_view pseudonym) override;
+  Result<std::vector<std::string>> subjects(std::string_view after, std::size_t limit) override;
   Status add_device(const DeviceRecord& device) override;
   Result<std::optional<DeviceRecord>> find_device(std::string_view device_id) override;
   Result<std::vector<DeviceRecord>> devices_of(std::string_view pseudonym) override;
@@ -1467,6 +1468,22 @@ Result<bool> SqliteRegistry::subject_exists(std::string_view pseudonym) {
     auto n = scalar(db, "SELECT count(*) FROM subjects WHERE pseudonym=?1", pseudonym);
     if (!n) return tl::unexpected(n.error());
     return *n > 0;
+  });
+}
+
+Result<std::vector<std::string>> SqliteRegistry::subjects(std::string_view after, std::size_t limit) {
+  if (limit < 1 || limit > 10000) return core::fail(core::Code::kInvalidArgument, "bad_limit", "limit must be 1..10000");
+  return store_.read([after, limit](sqlite::Database& db) -> Result<std::vector<std::string>> {
+    auto st = db.prepare("SELECT pseudonym FROM subjects WHERE pseudonym > ?1 ORDER BY pseudonym LIMIT ?2");
+    if (!st) return tl::unexpected(st.error());
+    st->bind(1, after).bind(2, static_cast<std::int64_t>(limit));
+    std::vector<std::string> out;
+    for (;;) {
+      auto row = st->step();
+      if (!row) return tl::unexpected(row.error());
+      if (!*row) return out;
+      out.push_back(st->column_text(0));
+    }
   });
 }
 

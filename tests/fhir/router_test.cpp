@@ -569,6 +569,7 @@ class FailingRegistry final : public storage::Registry {
  public:
   Status add_subject(const privacy::SubjectPseudonym&) override { return fail(); }
   Result<bool> subject_exists(std::string_view) override { return fail(); }
+  Result<std::vector<std::string>> subjects(std::string_view, std::size_t) override { return fail(); }
   Status add_device(const storage::DeviceRecord&) override { return fail(); }
   Result<std::optional<storage::DeviceRecord>> find_device(std::string_view) override { return fail(); }
   Result<std::vector<storage::DeviceRecord>> devices_of(std::string_view) override { return fail(); }

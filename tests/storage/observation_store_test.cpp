@@ -241,6 +241,31 @@ TEST_CASE("registry keeps subjects and devices", "[storage]") {
   CHECK(f.store->registry().devices_of(s.str())->size() == 1);
 }
 
+TEST_CASE("registry lists subjects sorted, in keyset pages", "[storage]") {
+  Fixture f;
+  CHECK(f.store->registry().subjects("", 10)->empty());
+  std::vector<std::string> all;
+  for (const char* id : {"a", "b", "c", "d", "e"}) {
+    auto s = f.subject(id);
+    REQUIRE(f.store->registry().add_subject(s));
+    all.push_back(s.str());
+  }
+  std::sort(all.begin(), all.end());
+  std::vector<std::string> paged;
+  std::string after;
+  for (;;) {
+    auto page = f.store->registry().subjects(after, 2);
+    REQUIRE(page);
+    paged.insert(paged.end(), page->begin(), page->end());
+    if (page->size() < 2) break;
+    after = page->back();
+  }
+  CHECK(paged == all);
+  auto bad = f.store->registry().subjects("", 0);
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().reason == "bad_limit");
+}
+
 TEST_CASE("quarantine stores entries with reasons and counts them", "[storage]") {
   Fixture f;
   storage::QuarantineEntry e;

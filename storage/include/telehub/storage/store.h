@@ -225,6 +225,10 @@ class Registry {
   // Records a subject pseudonym (idempotent).
   [[nodiscard]] virtual Status add_subject(const privacy::SubjectPseudonym& subject) = 0;
   [[nodiscard]] virtual Result<bool> subject_exists(std::string_view pseudonym) = 0;
+  // Keyset page of the recorded subject pseudonyms, sorted: at most `limit` pseudonyms greater
+  // than `after` ("" = from the start); fewer than `limit` means the last page. For exports of
+  // all subjects (docs/bulk-export.md). REQUIRES: limit 1..10000 (else invalid_argument/bad_limit).
+  [[nodiscard]] virtual Result<std::vector<std::string>> subjects(std::string_view after, std::size_t limit) = 0;
 
   // Adds a device (its subject is added too). Fails with already_exists/device_exists,
   // invalid_argument/bad_device when wrapped_key is empty.
