@@ -15,6 +15,7 @@
 #include "hub_files.h"
 #include "hub_tls.h"
 #include "telehub/auth/token_service.h"
+#include "bulk_export.h"
 #include "telehub/broker/embedded_broker.h"
 #include "telehub/clinical/resource_store.h"
 #include "telehub/core/log.h"
@@ -302,6 +303,18 @@ int cmd_serve(int argc, char** argv) {
   ro.auth.tokens = std::move(*tokens);
   ro.auth.token_url = origin + "/auth/token";
   ro.clinical = clinical_records;
+  // Bulk Data export jobs (docs/bulk-export.md): files under <data>/exports, kept 24 hours.
+  fhir::BulkExportOptions eo;
+  eo.dir = dir->root / "exports";
+  eo.base_url = base;
+  eo.store = store->get();
+  eo.clinical = clinical_records.get();
+  eo.vault = privacy_stores->vault.get();
+  if (pipeline_opts->plausibility) eo.rules = *pipeline_opts->plausibility;
+  auto exports = fhir::BulkExports::start(std::move(eo));
+  if (!exports) return fail_with(exports.error());
+  std::shared_ptr<fhir::BulkExports> export_jobs = std::move(*exports);
+  ro.exports = export_jobs;
   ro.auth.care_relations = care_relations;
   ro.metrics = [&pipeline, sub = subscriber->get()] {
     return ingest::prometheus_text(pipeline.counters(), {sub->connected(), sub->stalled()});
@@ -352,6 +365,7 @@ int cmd_serve(int argc, char** argv) {
                                         : std::string("stopping on ") + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
   (*subscriber)->stop();  // waits for the message in progress; no new deliveries
   (*server)->stop();
+  export_jobs->stop();  // joins running export jobs; their files are deleted
   (*store)->close();      // commits everything queued
   if (embedded) embedded->stop();
   auto c = pipeline.counters();

@@ -67,6 +67,7 @@ Rule rule(Endpoint e) {
     case Endpoint::kClinicalSearch: return {{kRoleCare, {}}, "*", 's'};
     case Endpoint::kEverything: return {{kRoleCare, {}}, "Patient", 'r'};
     case Endpoint::kLastn: return {{kRoleCare, {}}, "Observation", 's'};
+    case Endpoint::kExport: return {{kRoleCare, {}}, {}, 'r'};
   }
   return {{}, {}, 'r'};
 }
@@ -180,6 +181,7 @@ std::string_view audit_event_type(Endpoint endpoint) {
     case Endpoint::kClinicalSearch: return "clinical.search";
     case Endpoint::kEverything: return "patient.everything";
     case Endpoint::kLastn: return "observation.lastn";
+    case Endpoint::kExport: return "bulk.export";
   }
   return "access";
 }

@@ -34,6 +34,7 @@ enum class Endpoint {
   kClinicalSearch,   // GET <Type>?...: 's'
   kEverything,       // GET Patient/<id>/$everything: Patient 'r'; other types filtered by scope
   kLastn,            // GET Observation/$lastn: Observation 's'
+  kExport,           // $export kick-off, status, files: care (types checked against the scopes)
 };
 
 // The roles of issue [6/8].

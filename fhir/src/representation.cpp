@@ -314,6 +314,8 @@ std::optional<Response> negotiate(Request& request, Representation& out) {
 
   const auto accept = header(request, "Accept");
   if (!accept || trim(*accept).empty()) return std::nullopt;
+  // Bulk Data output files are NDJSON (docs/bulk-export.md): a client may ask for exactly that.
+  if (request.target.find("/$export-files/") != std::string::npos) return std::nullopt;
   std::vector<MediaRange> ranges;
   for (const auto element : split_list(*accept, ',')) {
     if (trim(element).empty()) continue;

@@ -7,6 +7,8 @@
 #include <charconv>
 #include <cstdio>
 #include <ctime>
+#include <fstream>
+#include <iterator>
 #include <exception>
 
 #include <rapidjson/document.h>
@@ -19,6 +21,7 @@
 #include "bundle_import.h"
 #include "clinical_search.h"
 #include "dense.h"
+#include "bulk_export.h"
 #include "representation.h"
 #include "telehub/fhir/audit_event.h"
 #include "telehub/core/log.h"
@@ -357,6 +360,149 @@ class Handlers {
     for (const auto& q : request->link_params) self += percent_encode(q.name) + "=" + percent_encode(q.value) + "&";
     self.pop_back();
     return json_response(200, lastn_bundle_json(latest, rules(), {options_.base_url, self, ""}));
+  }
+
+  // ---- Bulk Data export (docs/bulk-export.md) ----
+
+  // Kick-off: level "system", "patient" or the Group's organisation.
+  Response export_kick_off(const Request& r, const Principal& p, std::string_view level, std::string_view query) const {
+    if (!options_.exports) return not_found("unknown route");
+    bool async = false;
+    for (const auto& [k, v] : r.headers)
+      if ((k == "Prefer" || k == "prefer") && v.find("respond-async") != std::string::npos) async = true;
+    if (!async) return error_response(400, "required", "a bulk export needs the header Prefer: respond-async");
+    auto params = parse_query(query);
+    if (!params) return error_response(400, "value", "malformed query string (bad percent-encoding)");
+    ExportRequest request;
+    for (const auto& q : *params) {
+      if (q.name == "_outputFormat") {
+        if (q.value != "application/fhir+ndjson" && q.value != "application/ndjson" && q.value != "ndjson")
+          return error_response(400, "not-supported", "_outputFormat must be application/fhir+ndjson");
+      } else if (q.name == "_type") {
+        std::size_t b = 0;
+        for (;;) {
+          const auto c = q.value.find(',', b);
+          const std::string t = q.value.substr(b, c == std::string::npos ? std::string::npos : c - b);
+          if (!t.empty()) request.types.push_back(t);
+          if (c == std::string::npos) break;
+          b = c + 1;
+        }
+      } else if (q.name == "_since") {
+        auto range = clinical::fhir_date_range(q.value);
+        if (!range) return error_response(400, "value", "_since must be a FHIR instant");
+        request.since = core::from_unix_millis(range->from_ms);
+      } else {
+        return error_response(400, "not-supported", "bulk export supports _outputFormat, _type and _since");
+      }
+    }
+    // Scopes: every requested type must be readable; without _type, the readable default types.
+    if (p.kind == Principal::Kind::kGrant) {
+      for (const auto& t : request.types)
+        if (!p.grant.allows(t, 'r'))
+          return error_response(403, "forbidden", "the access token does not grant reading " + (printable_name(t) ? t : std::string("?")));
+      if (!p.grant.allows("Patient", 'r')) return error_response(403, "forbidden", "a bulk export needs system/Patient.r");
+    }
+    // The cohort: the care client's related subjects (its own organisation only for a Group);
+    // the local care setting: every subject.
+    std::vector<std::string> cohort;
+    const bool group = level != "system" && level != "patient";
+    if (p.kind == Principal::Kind::kGrant) {
+      if (group && level != p.organisation) return error_response(403, "forbidden", "a care client exports only its own organisation's Group");
+      if (!options_.auth.care_relations) return error_response(503, "transient", "care relations are not available");
+      auto subjects = options_.auth.care_relations->subjects_of(p.organisation, core::system_clock().now());
+      if (!subjects) return internal_error(subjects.error());
+      cohort = std::move(*subjects);
+    } else if (group) {
+      if (!options_.auth.care_relations) return not_found("no such Group");
+      auto subjects = options_.auth.care_relations->subjects_of(level, core::system_clock().now());
+      if (!subjects) return internal_error(subjects.error());
+      cohort = std::move(*subjects);
+    } else {
+      std::string after;
+      for (;;) {
+        auto page = store_.registry().subjects(after, 10000);
+        if (!page) return internal_error(page.error());
+        if (page->empty()) break;
+        after = page->back();
+        std::move(page->begin(), page->end(), std::back_inserter(cohort));
+      }
+    }
+    request.subjects = cohort;
+    request.identified = p.kind != Principal::Kind::kOpen;
+    request.include_shared = level == "system";
+    request.requester = p.user.empty() ? "anonymous" : p.user;
+    request.request_url = options_.base_url + (level == "system" ? std::string("/$export")
+                                               : level == "patient" ? std::string("/Patient/$export")
+                                                                    : "/Group/" + std::string(level) + "/$export") +
+                          (query.empty() ? "" : "?" + std::string(query));
+    // Audited like a read of each Patient, before anything is exported.
+    for (const auto& subject : cohort)
+      if (!audit(r, p, Endpoint::kExport, "success", subject, "Patient/" + subject, std::string(query))) return audit_failed();
+    if (cohort.empty() && !audit(r, p, Endpoint::kExport, "success", "", "Bundle", std::string(query))) return audit_failed();
+    auto job = options_.exports->kick_off(std::move(request));
+    if (!job) {
+      if (job.error().code == core::Code::kResourceExhausted) {
+        auto busy = error_response(429, "throttled", "too many bulk exports in progress; retry later");
+        busy.headers.emplace_back("Retry-After", "30");
+        return busy;
+      }
+      if (job.error().code == core::Code::kInvalidArgument) return error_response(400, "value", job.error().message);
+      return internal_error(job.error());
+    }
+    auto accepted = error_response_with(202, "information", "informational", "bulk export started");
+    accepted.headers.emplace_back("Content-Location", options_.base_url + "/$export-status/" + *job);
+    return accepted;
+  }
+
+  Response export_status(const Request& r, const Principal& p, std::string_view job) const {
+    if (!options_.exports) return not_found("unknown route");
+    const std::string requester = p.user.empty() ? "anonymous" : p.user;
+    if (r.method == "DELETE") {
+      auto cancelled = options_.exports->cancel(job, requester);
+      if (!cancelled) {
+        if (cancelled.error().code == core::Code::kNotFound) return not_found("no such export");
+        return internal_error(cancelled.error());
+      }
+      return error_response_with(202, "information", "informational", "bulk export cancelled");
+    }
+    auto status = options_.exports->status(job, requester);
+    if (!status) {
+      if (status.error().code == core::Code::kNotFound) return not_found("no such export");
+      return internal_error(status.error());
+    }
+    switch (status->state) {
+      case ExportStatus::State::kInProgress: {
+        auto running = error_response_with(202, "information", "informational", "bulk export in progress");
+        running.headers.emplace_back("X-Progress", status->progress);
+        running.headers.emplace_back("Retry-After", "5");
+        return running;
+      }
+      case ExportStatus::State::kComplete: {
+        Response done = json_response(200, status->body);
+        done.content_type = "application/json";
+        return done;
+      }
+      case ExportStatus::State::kFailed:
+        return json_response(500, status->body);
+    }
+    return internal_error(core::make_error(core::Code::kInternal, "export", "unknown state"));
+  }
+
+  Response export_file(const Principal& p, std::string_view job, std::string_view name) const {
+    if (!options_.exports) return not_found("unknown route");
+    auto path = options_.exports->file(job, name, p.user.empty() ? "anonymous" : p.user);
+    if (!path) {
+      if (path.error().code == core::Code::kNotFound) return not_found("no such file");
+      if (path.error().code == core::Code::kFailedPrecondition) return error_response(404, "not-found", "the export is not complete");
+      return internal_error(path.error());
+    }
+    std::ifstream in(*path, std::ios::binary);
+    if (!in) return not_found("no such file");
+    std::string body((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    Response r;
+    r.content_type = "application/fhir+ndjson";
+    r.body = std::move(body);
+    return r;
   }
 
   // ---- clinical records (issue [7/8], docs/clinical.md) ----
@@ -1146,7 +1292,8 @@ Response route(const Handlers& h, const Request& request, const RouterOptions& o
 
   enum class Route {
     kMetadata, kSmart, kSearch, kObservation, kPatient, kDevice, kPatientType, kAuditEvent, kConsent,
-    kBase, kEverything, kClinicalType, kClinicalRead, kClinicalHistory, kClinicalVread, kLastn
+    kBase, kEverything, kClinicalType, kClinicalRead, kClinicalHistory, kClinicalVread, kLastn,
+    kExportSystem, kExportPatient, kExportGroup, kExportStatus, kExportFile
   };
   // A clinical resource type: FHIR type syntax, not one of the routes above.
   auto clinical_type = [&](const std::string& t) {
@@ -1156,6 +1303,11 @@ Response route(const Handlers& h, const Request& request, const RouterOptions& o
   };
   std::optional<Route> matched;
   if (s.empty()) matched = Route::kBase;
+  else if (s.size() == 1 && s[0] == "$export") matched = Route::kExportSystem;
+  else if (s.size() == 2 && s[0] == "Patient" && s[1] == "$export") matched = Route::kExportPatient;
+  else if (s.size() == 3 && s[0] == "Group" && s[2] == "$export") matched = Route::kExportGroup;
+  else if (s.size() == 2 && s[0] == "$export-status") matched = Route::kExportStatus;
+  else if (s.size() == 3 && s[0] == "$export-files") matched = Route::kExportFile;
   else if (s.size() == 1 && s[0] == "metadata") matched = Route::kMetadata;
   else if (s.size() == 3 && s[0] == "Patient" && s[2] == "$everything") matched = Route::kEverything;
   else if (s.size() == 3 && s[2] == "_history" && clinical_type(s[0])) matched = Route::kClinicalHistory;
@@ -1207,6 +1359,17 @@ Response route(const Handlers& h, const Request& request, const RouterOptions& o
     case Route::kLastn:
       if (request.method != "GET") return not_allowed("GET");
       endpoint = Endpoint::kLastn;
+      break;
+    case Route::kExportStatus:
+      if (request.method != "GET" && request.method != "DELETE") return not_allowed("GET, DELETE");
+      endpoint = Endpoint::kExport;
+      break;
+    case Route::kExportSystem:
+    case Route::kExportPatient:
+    case Route::kExportGroup:
+    case Route::kExportFile:
+      if (request.method != "GET") return not_allowed("GET");
+      endpoint = Endpoint::kExport;
       break;
     case Route::kClinicalType:
       if (request.method != "GET") return not_allowed("GET");
@@ -1287,6 +1450,16 @@ Response route(const Handlers& h, const Request& request, const RouterOptions& o
                              *matched == Route::kClinicalVread ? std::optional<std::string_view>(s[3]) : std::nullopt,
                              *matched == Route::kClinicalHistory);
     case Endpoint::kLastn: return h.lastn(request, principal, target->query);
+    case Endpoint::kExport:
+      switch (*matched) {
+        case Route::kExportSystem: return h.export_kick_off(request, principal, "system", target->query);
+        case Route::kExportPatient: return h.export_kick_off(request, principal, "patient", target->query);
+        case Route::kExportGroup: return h.export_kick_off(request, principal, s[1], target->query);
+        case Route::kExportStatus: return h.export_status(request, principal, s[1]);
+        case Route::kExportFile: return h.export_file(principal, s[1], s[2]);
+        default: break;
+      }
+      break;
     case Endpoint::kMetrics: break;
   }
   return not_found("unknown route");

@@ -427,7 +427,7 @@ TEST_CASE("a hospital system gets a token from the running hub and reads only it
   CHECK(serve.stop() == 0);
 }
 
-TEST_CASE("a FHIR client library from npm reads the CapabilityStatement, pages searches and runs everything",
+TEST_CASE("a FHIR client library from npm reads the CapabilityStatement, pages searches, runs everything and a bulk export",
           "[e2e][cli][https][fhirclient]") {
   testing::TempDir dir;
   const auto data = dir.path() / "data";
@@ -505,6 +505,17 @@ TEST_CASE("a FHIR client library from npm reads the CapabilityStatement, pages s
   CHECK(std::stoi(s[2]) == 179);
   REQUIRE(std::regex_search(record.output, s, std::regex("\"everything\":\\{\"pages\":([0-9]+),\"entries\":([0-9]+)\\}")));
   CHECK(std::stoi(s[2]) >= 300);
+
+  // A bulk export of the client's patients (the simulated one and the imported one):
+  // kick-off, status polling, the NDJSON files.
+  auto exported = testing::run_command("NODE_EXTRA_CA_CERTS=" + ca + " bash " + std::string(TELEHUB_SOURCE_DIR) +
+                                       "/tests/fhirclient/run.sh " + base + " " + t[1].str() + " " + patient + " " +
+                                       out.string() + " export 2>&1");
+  INFO(exported.output);
+  REQUIRE(exported.exit_code == 0);
+  REQUIRE(std::regex_search(exported.output, s, std::regex("\"export\":\\{\"files\":([0-9]+),\"resources\":([0-9]+)\\}")));
+  CHECK(std::stoi(s[1]) >= 5);    // Patient, Device, Observation, Condition, Encounter, ...
+  CHECK(std::stoi(s[2]) >= 450);  // the home readings and the Synthea record
 
   // Everything the client received passes the validator.
   std::vector<std::string> bodies;

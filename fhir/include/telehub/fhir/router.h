@@ -56,6 +56,8 @@
 
 namespace telehub::fhir {
 
+class BulkExports;  // fhir/src/bulk_export.h
+
 struct Request {
   std::string method;   // "GET", "POST", ...
   std::string target;   // origin-form: path plus optional "?query", percent-encoded
@@ -131,6 +133,12 @@ struct RouterOptions {
   // Observations in Observation search and read, and Patient/<id>/$everything. Default: unset =
   // those routes are 404 (Observation search serves home readings only).
   std::shared_ptr<clinical::ResourceStore> clinical;
+
+  // Bulk Data export jobs (docs/bulk-export.md): GET $export, Patient/$export,
+  // Group/<organisation>/$export with Prefer: respond-async, the status URL
+  // $export-status/<job> (GET polls, DELETE cancels) and $export-files/<job>/<file>.
+  // Default: unset = those routes are 404.
+  std::shared_ptr<BulkExports> exports;
 };
 
 class Router {
