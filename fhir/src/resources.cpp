@@ -331,6 +331,10 @@ std::string capability_statement_json(const CapabilityOptions& options) {
   w.StartObject();
   write_member(w, "type", "Observation");
   interactions({"read", "search-type"});
+  write_key(w, "searchInclude");
+  w.StartArray();
+  for (const char* include : {"Observation:subject", "Observation:patient", "Observation:device"}) write_string(w, include);
+  w.EndArray();
   write_key(w, "searchParam");
   w.StartArray();
   search_param("patient", "http://hl7.org/fhir/SearchParameter/clinical-patient", "reference",

@@ -154,10 +154,27 @@ class Handlers {
       clinical_cursor = q.value.substr(2);
       return true;
     });
+    // _include=Observation:subject (or :patient) and Observation:device: the Patient and the
+    // Devices of the page's Observations, as entries with search.mode include.
+    bool include_patient = false, include_device = false;
+    std::vector<std::string> include_values;
+    for (auto it = params->begin(); it != params->end();) {
+      if (it->name != "_include") {
+        ++it;
+        continue;
+      }
+      if (it->value == "Observation:subject" || it->value == "Observation:patient") include_patient = true;
+      else if (it->value == "Observation:device") include_device = true;
+      else return error_response(400, "not-supported", "_include supports Observation:subject, Observation:patient and Observation:device");
+      include_values.push_back(it->value);
+      it = params->erase(it);
+    }
     auto search = parse_observation_search(*params, {options_.base_url, options_.default_count, options_.max_count});
     if (!search) return outcome_response(400, search.error());
     if (auto refused = check_subject(r, p, Endpoint::kObservationSearch, search->subject, "Observation", std::string(query)))
       return *refused;
+    std::string includes;  // for the self and next links
+    for (const auto& v : include_values) includes += "&_include=" + percent_encode(v);
 
     std::vector<storage::StoredObservation> items;
     std::optional<storage::Cursor> next;
@@ -233,17 +250,17 @@ class Handlers {
     w.StartArray();
     w.StartObject();
     write_member(w, "relation", "self");
-    write_member(w, "url", search_url(options_.base_url, *search, search->after));
+    write_member(w, "url", search_url(options_.base_url, *search, search->after) + includes);
     w.EndObject();
     if (next) {
       w.StartObject();
       write_member(w, "relation", "next");
-      write_member(w, "url", search_url(options_.base_url, *search, next));
+      write_member(w, "url", search_url(options_.base_url, *search, next) + includes);
       w.EndObject();
     } else if (next_clinical) {
       w.StartObject();
       write_member(w, "relation", "next");
-      write_member(w, "url", search_url(options_.base_url, *search, std::nullopt) + "&_cursor=" +
+      write_member(w, "url", search_url(options_.base_url, *search, std::nullopt) + includes + "&_cursor=" +
                                  percent_encode("c:" + *next_clinical));
       w.EndObject();
     }
@@ -263,6 +280,41 @@ class Handlers {
         w.EndObject();
       }
       for (const auto& c : clinical_items) write_entry(w, c, "match");
+      if (include_patient && (!items.empty() || !clinical_items.empty())) {
+        Response patient = read_patient_body(p, search->subject);
+        if (patient.status == 200) {
+          w.StartObject();
+          write_member(w, "fullUrl", options_.base_url + "/Patient/" + search->subject);
+          write_key(w, "resource");
+          w.RawValue(patient.body.data(), patient.body.size(), rapidjson::kObjectType);
+          write_key(w, "search");
+          w.StartObject();
+          write_member(w, "mode", "include");
+          w.EndObject();
+          w.EndObject();
+        }
+      }
+      if (include_device) {
+        std::vector<std::string> devices;
+        for (const auto& o : items)
+          if (std::find(devices.begin(), devices.end(), o.reading.device) == devices.end()) devices.push_back(o.reading.device);
+        for (const auto& id : devices) {
+          if (!valid_fhir_id(id)) continue;
+          auto device = store_.registry().find_device(id);
+          if (!device) return internal_error(device.error());
+          if (!*device) continue;
+          w.StartObject();
+          write_member(w, "fullUrl", options_.base_url + "/Device/" + id);
+          write_key(w, "resource");
+          const std::string json = device_json(**device);
+          w.RawValue(json.data(), json.size(), rapidjson::kObjectType);
+          write_key(w, "search");
+          w.StartObject();
+          write_member(w, "mode", "include");
+          w.EndObject();
+          w.EndObject();
+        }
+      }
       if (!search->ignored.empty()) {
         // Lenient handling: unknown parameters are ignored and reported in an outcome entry
         // (http://hl7.org/fhir/R4/search.html#errors).

@@ -639,3 +639,21 @@ TEST_CASE("routes of the home-reading views: Observation/$lastn and _aggregate",
   CHECK(f.get("/fhir/Observation?patient=" + f.p1 + "&_aggregate=week&code=8867-4").status == 400);
   f.validate_all();
 }
+
+TEST_CASE("Observation search with _include of the subject and the devices", "[fhir]") {
+  Fixture f;
+  auto bundle = f.get_json(f.search("patient=" + f.p1 + "&code=8867-4&_include=Observation:subject&_include=Observation:device"));
+  std::map<std::string, int> modes;
+  std::set<std::string> included;
+  for (const auto& e : bundle["entry"].GetArray()) {
+    modes[e["search"]["mode"].GetString()]++;
+    if (std::string(e["search"]["mode"].GetString()) == "include") included.insert(e["fullUrl"].GetString());
+  }
+  CHECK(modes["match"] == 2);  // the two heart rates
+  const std::string base = "http://127.0.0.1:8080/fhir";  // the router's default base URL
+  CHECK(included == std::set<std::string>{base + "/Patient/" + f.p1, base + "/Device/dev-bp-1", base + "/Device/dev-ox-1"});
+  // The links keep the _include parameters.
+  CHECK(std::string(bundle["link"][0]["url"].GetString()).find("_include=Observation:subject") != std::string::npos);
+  CHECK(f.get(f.search("patient=" + f.p1 + "&_include=Observation:performer")).status == 400);
+  f.validate_all();
+}
