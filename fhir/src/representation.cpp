@@ -2,9 +2,11 @@
 #include "representation.h"
 
 #include <openssl/evp.h>
+#include <rapidjson/document.h>
 #include <rapidjson/prettywriter.h>
 #include <rapidjson/reader.h>
 #include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 
 #include <algorithm>
 #include <charconv>
@@ -286,11 +288,18 @@ std::optional<Response> negotiate(Request& request, Representation& out) {
       const auto eq = piece.find('=');
       const auto name = percent_decode(piece.substr(0, eq));
       const auto raw_value = eq == std::string_view::npos ? std::string_view() : piece.substr(eq + 1);
-      if (name && (*name == "_format" || *name == "_pretty")) {
+      if (name && (*name == "_format" || *name == "_pretty" || *name == "_elements")) {
         removed = true;
         auto value = percent_decode(raw_value);
-        if (*name == "_format") formats.push_back(value ? *value : std::string("(unreadable)"));
-        else out.pretty = value && *value == "true";
+        if (*name == "_format") {
+          formats.push_back(value ? *value : std::string("(unreadable)"));
+        } else if (*name == "_elements") {
+          if (value)
+            for (const auto element : split_list(*value, ','))
+              if (!trim(element).empty()) out.elements.emplace_back(trim(element));
+        } else {
+          out.pretty = value && *value == "true";
+        }
         continue;
       }
       if (!first) kept += '&';
@@ -329,6 +338,83 @@ std::optional<Response> negotiate(Request& request, Representation& out) {
   return std::nullopt;
 }
 
+// Elements a resource keeps under _elements: those with cardinality 1..* in R4, and for
+// Observation also what the R4 vital-signs profile requires, so a subset stays valid.
+static const std::vector<std::string_view>* mandatory_elements(std::string_view type) {
+  static const std::vector<std::pair<std::string_view, std::vector<std::string_view>>> kTable = {
+      {"Observation", {"status", "code", "category", "subject", "effectiveDateTime", "effectivePeriod", "valueQuantity",
+                       "valueBoolean", "valueString", "valueCodeableConcept", "valueSampledData", "component",
+                       "dataAbsentReason", "hasMember"}},
+      {"Patient", {}},
+      {"Device", {}},
+      {"Condition", {"subject"}},
+      {"Encounter", {"status", "class"}},
+      {"AllergyIntolerance", {"patient"}},
+      {"Procedure", {"status", "subject"}},
+      {"Immunization", {"status", "vaccineCode", "patient", "occurrenceDateTime", "occurrenceString"}},
+      {"DiagnosticReport", {"status", "code"}},
+      {"MedicationRequest", {"status", "intent", "subject", "medicationCodeableConcept", "medicationReference"}},
+      {"CarePlan", {"status", "intent", "subject"}},
+      {"Goal", {"lifecycleStatus", "description", "subject"}},
+  };
+  for (const auto& [t, elements] : kTable)
+    if (t == type) return &elements;
+  return nullptr;
+}
+
+// Subsets one resource object in place (see Representation::elements); false when its type has
+// no table entry (left whole).
+static bool subset_resource(rapidjson::Value& resource, const std::vector<std::string>& keep,
+                     rapidjson::Document::AllocatorType& allocator) {
+  if (!resource.IsObject()) return false;
+  const auto type = resource.FindMember("resourceType");
+  if (type == resource.MemberEnd() || !type->value.IsString()) return false;
+  const auto* mandatory = mandatory_elements(std::string_view(type->value.GetString(), type->value.GetStringLength()));
+  if (mandatory == nullptr) return false;
+  for (auto m = resource.MemberBegin(); m != resource.MemberEnd();) {
+    const std::string_view name(m->name.GetString(), m->name.GetStringLength());
+    const bool kept = name == "resourceType" || name == "id" || name == "meta" ||
+                      std::find(keep.begin(), keep.end(), name) != keep.end() ||
+                      std::find(mandatory->begin(), mandatory->end(), name) != mandatory->end();
+    m = kept ? m + 1 : resource.EraseMember(m);
+  }
+  // meta.tag SUBSETTED (http://hl7.org/fhir/R4/search.html#elements).
+  if (!resource.HasMember("meta")) resource.AddMember("meta", rapidjson::Value(rapidjson::kObjectType), allocator);
+  auto& meta = resource["meta"];
+  if (!meta.IsObject()) return true;
+  if (!meta.HasMember("tag")) meta.AddMember("tag", rapidjson::Value(rapidjson::kArrayType), allocator);
+  if (!meta["tag"].IsArray()) return true;
+  rapidjson::Value tag(rapidjson::kObjectType);
+  tag.AddMember("system", "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", allocator);
+  tag.AddMember("code", "SUBSETTED", allocator);
+  tag.AddMember("display", "subsetted", allocator);
+  meta["tag"].PushBack(tag, allocator);
+  return true;
+}
+
+// The body with _elements applied to the resource, or to each entry resource of a Bundle;
+// nothing when it does not parse or nothing was subsetted.
+static std::optional<std::string> subset_body(const std::string& body, const std::vector<std::string>& keep) {
+  rapidjson::Document d;
+  d.Parse<rapidjson::kParseIterativeFlag | rapidjson::kParseFullPrecisionFlag>(body.data(), body.size());
+  if (d.HasParseError() || !d.IsObject()) return std::nullopt;
+  bool changed = false;
+  const auto type = d.FindMember("resourceType");
+  if (type != d.MemberEnd() && type->value.IsString() && std::string_view(type->value.GetString()) == "Bundle") {
+    const auto entries = d.FindMember("entry");
+    if (entries != d.MemberEnd() && entries->value.IsArray())
+      for (auto& e : entries->value.GetArray())
+        if (e.IsObject() && e.HasMember("resource")) changed = subset_resource(e["resource"], keep, d.GetAllocator()) || changed;
+  } else {
+    changed = subset_resource(d, keep, d.GetAllocator());
+  }
+  if (!changed) return std::nullopt;
+  rapidjson::StringBuffer out;
+  rapidjson::Writer<rapidjson::StringBuffer> writer(out);
+  d.Accept(writer);
+  return std::string(out.GetString(), out.GetSize());
+}
+
 Response finish(const Request& request, const Representation& representation, Response response) {
   if (!representation.fhir) return response;
   const std::string_view type = response.content_type;
@@ -364,6 +450,8 @@ Response finish(const Request& request, const Representation& representation, Re
       return response;
     }
   }
+  if (!representation.elements.empty() && response.status == 200 && !response.body.empty())
+    if (auto subset = subset_body(response.body, representation.elements)) response.body = std::move(*subset);
   if (representation.pretty && !response.body.empty())
     if (auto pretty = pretty_json(response.body)) response.body = std::move(*pretty);
   if (representation.plain_json && response.status < 400) response.content_type = std::string(kPlainJson);

@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "telehub/fhir/router.h"
 
@@ -31,6 +32,12 @@ struct Representation {
   // responses carry "application/json; charset=utf-8" instead of application/fhir+json.
   // Default: false.
   bool plain_json = false;
+  // _elements (http://hl7.org/fhir/R4/search.html#elements): the top-level elements to keep in
+  // each resource (a read's resource, every entry resource of a Bundle). resourceType, id, meta
+  // and the elements a resource must have (see subset_resource in representation.cpp) are
+  // always kept; the resource gets meta.tag SUBSETTED. Resource types without a table entry
+  // are returned whole. Default: empty = no subsetting.
+  std::vector<std::string> elements;
 };
 
 // Reads and removes every _format and _pretty parameter from request.target, keeping the other

@@ -657,3 +657,21 @@ TEST_CASE("Observation search with _include of the subject and the devices", "[f
   CHECK(f.get(f.search("patient=" + f.p1 + "&_include=Observation:performer")).status == 400);
   f.validate_all();
 }
+
+TEST_CASE("_elements keeps the asked and the mandatory elements and tags the resources SUBSETTED", "[fhir]") {
+  Fixture f;
+  auto bundle = f.get_json(f.search("patient=" + f.p1 + "&code=8867-4&_elements=status"));
+  REQUIRE(bundle["entry"].Size() == 2);
+  for (const auto& e : bundle["entry"].GetArray()) {
+    const auto& o = e["resource"];
+    CHECK(o.HasMember("status"));
+    CHECK(o.HasMember("code"));        // mandatory
+    CHECK_FALSE(o.HasMember("device"));  // not asked for
+    CHECK(std::string(o["meta"]["tag"][o["meta"]["tag"].Size() - 1]["code"].GetString()) == "SUBSETTED");
+  }
+  // A read too; _elements is not a search parameter the route sees (no "ignored" outcome).
+  auto device = f.get_json("/fhir/Device/dev-bp-1?_elements=status");
+  CHECK(device.HasMember("status"));
+  CHECK_FALSE(device.HasMember("patient"));
+  f.validate_all();
+}
