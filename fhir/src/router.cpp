@@ -173,6 +173,11 @@ class Handlers {
     if (!search) return outcome_response(400, search.error());
     if (auto refused = check_subject(r, p, Endpoint::kObservationSearch, search->subject, "Observation", std::string(query)))
       return *refused;
+    // Prefer: handling=strict (http://hl7.org/fhir/R4/search.html#errors): unknown parameters
+    // are an error instead of being ignored and reported.
+    for (const auto& [k, v] : r.headers)
+      if ((k == "Prefer" || k == "prefer") && v.find("handling=strict") != std::string::npos && !search->ignored.empty())
+        return error_response(400, "not-supported", "unknown search parameter (Prefer: handling=strict)");
     std::string includes;  // for the self and next links
     for (const auto& v : include_values) includes += "&_include=" + percent_encode(v);
 

@@ -675,3 +675,16 @@ TEST_CASE("_elements keeps the asked and the mandatory elements and tags the res
   CHECK_FALSE(device.HasMember("patient"));
   f.validate_all();
 }
+
+TEST_CASE("unknown search parameters: ignored and reported, or 400 with Prefer handling=strict", "[fhir]") {
+  Fixture f;
+  fhir::RouterOptions options;
+  fhir::Router router(*f.store, options);
+  const std::string target = "/fhir/Observation?patient=" + f.p1 + "&foo=bar";
+  auto lenient = router.handle({"GET", target, {}, "", "", false});
+  CHECK(lenient.status == 200);
+  CHECK(lenient.body.find("parameters not supported and ignored: foo") != std::string::npos);
+  auto strict = router.handle({"GET", target, {{"Prefer", "handling=strict"}}, "", "", false});
+  CHECK(strict.status == 400);
+  CHECK(strict.body.find("handling=strict") != std::string::npos);
+}
