@@ -29,17 +29,17 @@ flags=(-std=c++20 -g -O1 -fno-omit-frame-pointer
        -fsanitize-ignorelist="$root/tests/fuzz/ubsan-ignorelist.txt"
        -Wall -Wextra -Wpedantic
        -I"$root/core/include" -I"$root/envelope/include" -I"$root/formats/include" -I"$root/privacy/include"
-       -I"$root/sqlite/include" -I"$root/storage/include" -I"$root/fhir/include" -I"$root/auth/include" -I"$root/storage/src" -I"$root/fhir/src"
+       -I"$root/sqlite/include" -I"$root/storage/include" -I"$root/fhir/include" -I"$root/auth/include" -I"$root/clinical/include" -I"$root/storage/src" -I"$root/fhir/src"
        -I/usr/include)
 
 # 1. Build: the telehub sources with coverage instrumentation, then one binary per harness.
-# Every harness links the same objects: all of core, envelope, formats, privacy, sqlite, auth,
+# Every harness links the same objects: all of core, envelope, formats, privacy, sqlite, clinical, auth,
 # storage and fhir except fhir's HTTP server (Boost.Beast; the router harness calls
 # Router::handle() directly), so every harness links -lsqlite3 -lcrypto.
 mkdir -p "$out/obj"
 rm -f "$out"/obj/fhir_http_server.o
 sources=()
-for src in "$root"/{core,envelope,formats,privacy,sqlite,storage,auth,fhir}/src/*.cpp; do
+for src in "$root"/{core,envelope,formats,privacy,sqlite,storage,clinical,auth,fhir}/src/*.cpp; do
   [ "$(basename "$src")" = http_server.cpp ] && continue
   sources+=("$src")
 done
@@ -49,7 +49,7 @@ for src in "${sources[@]}"; do
   obj="$out/obj/$(basename "$(dirname "$(dirname "$src")")")_$(basename "${src%.cpp}").o"
   # Up to date: newer than its source and than every header of the modules.
   if [ "$obj" -nt "$src" ] && [ "$obj" -nt "$0" ] &&
-     [ -z "$(find "$root"/{core,envelope,formats,privacy,sqlite,storage,auth,fhir}/{include,src} -name '*.h' -newer "$obj" -print -quit)" ]; then
+     [ -z "$(find "$root"/{core,envelope,formats,privacy,sqlite,storage,clinical,auth,fhir}/{include,src} -name '*.h' -newer "$obj" -print -quit)" ]; then
     continue
   fi
   "$cxx" "${flags[@]}" -fsanitize=fuzzer-no-link -c "$src" -o "$obj" &
@@ -58,7 +58,7 @@ for src in "${sources[@]}"; do
 done
 for p in "${pids[@]}"; do wait "$p"; done
 for t in $targets; do
-  "$cxx" "${flags[@]}" -fsanitize=fuzzer "$root/tests/fuzz/fuzz_$t.cpp" "$out"/obj/*.o -lsqlite3 -lcrypto -o "$out/fuzz_$t"
+  "$cxx" "${flags[@]}" -fsanitize=fuzzer "$root/tests/fuzz/fuzz_$t.cpp" "$out"/obj/*.o -lsqlite3 -lcrypto -pthread -o "$out/fuzz_$t"
 done
 echo "run.sh: built $(for t in $targets; do printf 'build-fuzz/fuzz_%s ' "$t"; done)"
 [ "${FUZZ_BUILD_ONLY:-0}" = 1 ] && exit 0
