@@ -98,9 +98,10 @@ std::string concept_text(const Value& v, const char* key) {
   return {};
 }
 
+// Six significant digits: the narrative is for reading; the exact value is in the resource.
 std::string number_text(double value) {
   std::array<char, 32> buf{};
-  auto [end, ec] = std::to_chars(buf.data(), buf.data() + buf.size(), value);
+  auto [end, ec] = std::to_chars(buf.data(), buf.data() + buf.size(), value, std::chars_format::general, 6);
   if (ec != std::errc()) return "?";
   return std::string(buf.data(), end);
 }
