@@ -68,6 +68,7 @@ Rule rule(Endpoint e) {
     case Endpoint::kEverything: return {{kRoleCare, {}}, "Patient", 'r'};
     case Endpoint::kLastn: return {{kRoleCare, {}}, "Observation", 's'};
     case Endpoint::kExport: return {{kRoleCare, {}}, {}, 'r'};
+    case Endpoint::kSummary: return {{kRoleCare, {}}, "Patient", 'r'};
   }
   return {{}, {}, 'r'};
 }
@@ -75,7 +76,8 @@ Rule rule(Endpoint e) {
 bool open_endpoint(Endpoint e) {
   return e == Endpoint::kObservationSearch || e == Endpoint::kObservationRead || e == Endpoint::kPatientRead ||
          e == Endpoint::kDeviceRead || e == Endpoint::kMetrics || e == Endpoint::kClinicalRead ||
-         e == Endpoint::kClinicalSearch || e == Endpoint::kEverything || e == Endpoint::kLastn;
+         e == Endpoint::kClinicalSearch || e == Endpoint::kEverything || e == Endpoint::kLastn ||
+         e == Endpoint::kSummary;
 }
 
 }  // namespace
@@ -182,6 +184,7 @@ std::string_view audit_event_type(Endpoint endpoint) {
     case Endpoint::kEverything: return "patient.everything";
     case Endpoint::kLastn: return "observation.lastn";
     case Endpoint::kExport: return "bulk.export";
+    case Endpoint::kSummary: return "patient.summary";
   }
   return "access";
 }

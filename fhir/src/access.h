@@ -35,6 +35,7 @@ enum class Endpoint {
   kEverything,       // GET Patient/<id>/$everything: Patient 'r'; other types filtered by scope
   kLastn,            // GET Observation/$lastn: Observation 's'
   kExport,           // $export kick-off, status, files: care (types checked against the scopes)
+  kSummary,          // GET Patient/<id>/$summary: Patient 'r'
 };
 
 // The roles of issue [6/8].

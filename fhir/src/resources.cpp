@@ -376,6 +376,7 @@ std::string capability_statement_json(const CapabilityOptions& options) {
     write_key(w, "operation");
     w.StartArray();
     operation("everything", "http://hl7.org/fhir/OperationDefinition/Patient-everything");
+    operation("summary", "http://hl7.org/fhir/uv/ips/OperationDefinition/summary");
     w.EndArray();
   }
   w.EndObject();

@@ -22,6 +22,7 @@
 #include "clinical_search.h"
 #include "dense.h"
 #include "bulk_export.h"
+#include "ips.h"
 #include "representation.h"
 #include "telehub/fhir/audit_event.h"
 #include "telehub/core/log.h"
@@ -417,6 +418,33 @@ class Handlers {
     for (const auto& q : request->link_params) self += percent_encode(q.name) + "=" + percent_encode(q.value) + "&";
     self.pop_back();
     return json_response(200, lastn_bundle_json(latest, rules(), {options_.base_url, self, ""}));
+  }
+
+  // GET Patient/<id>/$summary: the International Patient Summary document (ips.h, docs/ips.md).
+  Response summary(const Request& r, const Principal& p, std::string_view id) const {
+    if (!privacy::SubjectPseudonym::parse(id)) return not_found("no such Patient");
+    auto exists = store_.registry().subject_exists(id);
+    if (!exists) return internal_error(exists.error());
+    if (!*exists) return not_found("no such Patient");
+    if (auto refused = check_subject(r, p, Endpoint::kSummary, std::string(id), "Patient/" + std::string(id))) return *refused;
+    Response patient = read_patient_body(p, id);
+    if (patient.status != 200) return patient;
+    auto latest = store_.observations().latest(id, {}, 1);
+    if (!latest) return internal_error(latest.error());
+    auto devices = store_.registry().devices_of(id);
+    if (!devices) return internal_error(devices.error());
+    SummaryInput in;
+    in.base_url = options_.base_url;
+    in.subject = std::string(id);
+    in.patient_json = patient.body;
+    in.clinical = options_.clinical.get();
+    in.home_readings = std::move(*latest);
+    in.devices = std::move(*devices);
+    in.rules = &rules();
+    in.now = core::system_clock().now();
+    auto document = summary_bundle_json(in);
+    if (!document) return internal_error(document.error());
+    return json_response(200, std::move(*document));
   }
 
   // ---- Bulk Data export (docs/bulk-export.md) ----
@@ -1350,7 +1378,7 @@ Response route(const Handlers& h, const Request& request, const RouterOptions& o
   enum class Route {
     kMetadata, kSmart, kSearch, kObservation, kPatient, kDevice, kPatientType, kAuditEvent, kConsent,
     kBase, kEverything, kClinicalType, kClinicalRead, kClinicalHistory, kClinicalVread, kLastn,
-    kExportSystem, kExportPatient, kExportGroup, kExportStatus, kExportFile
+    kExportSystem, kExportPatient, kExportGroup, kExportStatus, kExportFile, kSummary
   };
   // A clinical resource type: FHIR type syntax, not one of the routes above.
   auto clinical_type = [&](const std::string& t) {
@@ -1367,6 +1395,7 @@ Response route(const Handlers& h, const Request& request, const RouterOptions& o
   else if (s.size() == 3 && s[0] == "$export-files") matched = Route::kExportFile;
   else if (s.size() == 1 && s[0] == "metadata") matched = Route::kMetadata;
   else if (s.size() == 3 && s[0] == "Patient" && s[2] == "$everything") matched = Route::kEverything;
+  else if (s.size() == 3 && s[0] == "Patient" && s[2] == "$summary") matched = Route::kSummary;
   else if (s.size() == 3 && s[2] == "_history" && clinical_type(s[0])) matched = Route::kClinicalHistory;
   else if (s.size() == 4 && s[2] == "_history" && clinical_type(s[0])) matched = Route::kClinicalVread;
   else if (s.size() == 2 && s[0] == ".well-known" && s[1] == "smart-configuration" && options.auth.tokens)
@@ -1417,6 +1446,10 @@ Response route(const Handlers& h, const Request& request, const RouterOptions& o
       if (request.method != "GET") return not_allowed("GET");
       endpoint = Endpoint::kLastn;
       break;
+    case Route::kSummary:
+      if (request.method != "GET") return not_allowed("GET");
+      endpoint = Endpoint::kSummary;
+      break;
     case Route::kExportStatus:
       if (request.method != "GET" && request.method != "DELETE") return not_allowed("GET, DELETE");
       endpoint = Endpoint::kExport;
@@ -1466,7 +1499,7 @@ Response route(const Handlers& h, const Request& request, const RouterOptions& o
   const std::string object = s.empty()       ? std::string("Bundle")
                              : s.size() >= 2 ? s[0] + "/" + (valid_fhir_id(s[1]) ? s[1] : std::string("?"))
                                              : s[0];
-  const std::string subject = (*matched == Route::kPatient || *matched == Route::kEverything) &&
+  const std::string subject = (*matched == Route::kPatient || *matched == Route::kEverything || *matched == Route::kSummary) &&
                                       privacy::SubjectPseudonym::parse(s[1])
                                   ? s[1]
                                   : std::string();
@@ -1507,6 +1540,7 @@ Response route(const Handlers& h, const Request& request, const RouterOptions& o
                              *matched == Route::kClinicalVread ? std::optional<std::string_view>(s[3]) : std::nullopt,
                              *matched == Route::kClinicalHistory);
     case Endpoint::kLastn: return h.lastn(request, principal, target->query);
+    case Endpoint::kSummary: return h.summary(request, principal, s[1]);
     case Endpoint::kExport:
       switch (*matched) {
         case Route::kExportSystem: return h.export_kick_off(request, principal, "system", target->query);

@@ -177,6 +177,14 @@ TEST_CASE("a Synthea Bundle posted by a care client reads back, searches, pages 
   CHECK(everything.count("https://hub.test/fhir/Patient/" + patient) == 1);
   CHECK(everything.size() >= 300);  // the Patient plus the subject's records (Organization/Practitioner have none)
 
+  // The International Patient Summary of the same patient: a document Bundle, Composition first.
+  auto ips = f.call("GET", "/fhir/Patient/" + patient + "/$summary", token);
+  INFO(ips.body.substr(0, 500));
+  REQUIRE(ips.status == 200);
+  auto document = parse(ips.body);
+  CHECK(std::string(document["type"].GetString()) == "document");
+  CHECK(std::string(document["entry"][0]["resource"]["resourceType"].GetString()) == "Composition");
+
   // The CapabilityStatement names the clinical types, transaction/batch and $everything.
   auto cs = f.call("GET", "/fhir/metadata", token);
   CHECK(cs.body.find("\"type\":\"Condition\"") != std::string::npos);
@@ -188,6 +196,7 @@ TEST_CASE("a Synthea Bundle posted by a care client reads back, searches, pages 
   CHECK(f.call("GET", "/fhir/Condition/" + condition, other).status == 403);
   CHECK(f.call("GET", "/fhir/Condition?patient=" + patient, other).status == 403);
   CHECK(f.call("GET", "/fhir/Patient/" + patient + "/$everything", other).status == 403);
+  CHECK(f.call("GET", "/fhir/Patient/" + patient + "/$summary", other).status == 403);
 
   std::vector<std::string> sample(f.bodies.begin() + 1, f.bodies.end());  // the big response Bundle is checked by the import tests
   auto validated = testing::fhir_validate(sample);
