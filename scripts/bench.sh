@@ -14,7 +14,7 @@ export BENCH_BUILD_DIR=${BENCH_BUILD_DIR:-build-release}
 cmake -S . -B "$BENCH_BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTELEHUB_BENCH=ON -DTELEHUB_BUILD_TESTS=OFF >/dev/null
 cmake --build "$BENCH_BUILD_DIR" -j "${BENCH_JOBS:-2}" --target telehub telehub-bench-seal telehub-bench-publish \
   telehub-bench-paho-sub telehub-bench-raw-sub telehub-bench-sqlite-append telehub-bench-storage-scale \
-  telehub-bench-enroll telehub-bench-soak-publish
+  telehub-bench-enroll telehub-bench-soak-publish telehub-bench-fhir
 
 # The naive Node.js peer's packages, pinned in bench/node/package-lock.json. better-sqlite3 has
 # no prebuilt binary we may download, so node-gyp compiles it against the installed Node's

@@ -504,13 +504,15 @@ int main(int argc, char** argv) {
     std::string token = hub.token("hospital-a");
     const std::string base = "/fhir/Observation?patient=" + patient + "&code=8867-4";
     std::map<std::string, Stats> agg;
-    std::map<std::string, std::size_t> buckets;
+    std::map<std::string, std::size_t> buckets, body_bytes;
     for (const std::string size : {"hour", "day"}) {
       std::vector<double> times;
       for (int r = 0; r < runs; ++r) {
         const auto t0 = SteadyClock::now();
-        auto p = read_page(c.get(base + "&_aggregate=" + size, token), "_aggregate=" + size);
+        auto a = c.get(base + "&_aggregate=" + size, token);
+        auto p = read_page(a, "_aggregate=" + size);
         times.push_back(ms_since(t0));
+        body_bytes[size] = a.body.size();
         if (!p.next.empty()) die("_aggregate: a next link");
         buckets[size] = p.entries;
       }
@@ -523,7 +525,8 @@ int main(int argc, char** argv) {
     if (buckets["hour"] < static_cast<std::size_t>(year_minutes / 60)) die("_aggregate=hour: too few buckets");
     for (const std::string size : {"hour", "day"})
       figure("dense view, _aggregate=" + size + " over " + std::to_string(year_minutes) + " readings (" +
-             std::to_string(buckets[size]) + " Observations): " + fmt(agg[size].median, 2) + " ms (min-max " +
+             std::to_string(buckets[size]) + " Observations, " + fmt(static_cast<double>(body_bytes[size]) / 1e6, 2) +
+             " MB): " + fmt(agg[size].median, 2) + " ms (min-max " +
              fmt(agg[size].min, 2) + "-" + fmt(agg[size].max, 2) + ", " + std::to_string(runs) + " runs)");
     figure("raw paging of the same readings, _count=1000 (" + std::to_string((raw + 999) / 1000) +
            " pages, 1 run): " + fmt(raw_ms, 0) + " ms; raw / hourly " + fmt(raw_ms / agg["hour"].median, 0) +
