@@ -93,6 +93,14 @@ int usage(const std::string& why) {
 
 void progress(const std::string& s) { std::cerr << "telehub-bench-fhir: " << s << "\n"; }
 
+// The 1-minute load average (/proc/loadavg), to show how busy the shared machine was.
+std::string loadavg() {
+  std::ifstream in("/proc/loadavg");
+  std::string first;
+  in >> first;
+  return first.empty() ? "null" : first;
+}
+
 double ms_since(SteadyClock::time_point start) {
   return std::chrono::duration<double, std::milli>(SteadyClock::now() - start).count();
 }
@@ -454,6 +462,7 @@ int main(int argc, char** argv) {
   std::sort(synthea.begin(), synthea.end());
   if (synthea.empty()) return usage("no Synthea records in " + (shared / "synthea").string() + " (--shared DIR)");
 
+  const std::string load_before = loadavg();
   Hub hub;
   hub.open(clients);
   progress("plain HTTP on 127.0.0.1:" + std::to_string(hub.port) + ", work directory " + hub.dir.string());
@@ -654,7 +663,11 @@ int main(int argc, char** argv) {
   }
 
   hub.close();
-  json += "}";
+  const std::string load_after = loadavg();
+  figure("machine: " + std::to_string(std::thread::hardware_concurrency()) + " cores, load average (1 min) " + load_before +
+         " before, " + load_after + " after; clients and server share them");
+  json += ",\"cores\":" + std::to_string(std::thread::hardware_concurrency()) + ",\"loadavg_before\":" + load_before +
+          ",\"loadavg_after\":" + load_after + "}";
   std::cout << json << std::endl;
   return 0;
 }
