@@ -2,8 +2,9 @@
 # The ingest benchmark: installs what is missing (scripts/setup.sh), builds telehub and the
 # bench/ programs in Release (build-release/, ccache, -j2), installs the Node.js peer's pinned
 # npm packages (better-sqlite3 built from source), then runs bench/run.mjs, which prints one
-# table (also saved to build-release/bench-work/table.txt). Takes a few minutes with the
-# defaults. Parameters are environment variables, see docs/benchmarks.md, e.g.
+# table (also saved to build-release/bench-work/table.txt), then, as a separate step, the FHIR
+# API benchmark telehub-bench-fhir (issue [7/8]; BENCH_SKIP_FHIR=1 skips it). Takes a few
+# minutes with the defaults. Parameters are environment variables, see docs/benchmarks.md, e.g.
 #   BENCH_RUNS=5 BENCH_MESSAGES=100000 scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
