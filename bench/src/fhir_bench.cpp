@@ -30,7 +30,8 @@
 //    last byte.
 // 4. Load: --clients threads (default 8), each on its own keep-alive connection, issue
 //    GET Observation?patient=<random org-b patient>&code=8867-4&_count=50 for --seconds
-//    (default 10): requests/s, latency p50, p99, max.
+//    (default 10): requests/s, latency p50, p99, max. Then, as the reference measured in the
+//    same run, the same clients on GET metadata for as long: the ratio of the two rates.
 // Every response is checked (status, counts); any failure ends the program with exit code 1.
 // Prints one line per figure, then one JSON line with all figures (the last line of stdout).
 // Progress goes to stderr.
@@ -42,6 +43,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <iostream>
 #include <limits>
@@ -609,57 +611,86 @@ int main(int argc, char** argv) {
             ",\"job_ms\":" + fmt(job_ms, 1) + ",\"total_ms\":" + fmt(total_ms, 1) + ",\"resources_per_s\":" + fmt(rate, 0) + "}";
   }
 
-  // ---- 4. Observation search under concurrent load
+  // ---- 4. Observation search under concurrent load, against GET metadata as the reference
   {
+    struct Load {
+      double rps = 0, p50 = 0, p99 = 0, max = 0, seconds = 0;
+      std::size_t requests = 0;
+    };
+    // `clients` threads, each on its own keep-alive connection, send target(rng) back to back for
+    // `seconds` (after one warm-up request each); every answer must pass ok().
+    auto run_load = [&](const std::string& what, const std::function<std::string(std::mt19937&)>& target,
+                        const std::string& token, const std::function<bool(const HttpAnswer&)>& ok) {
+      std::atomic<bool> stop{false}, go{false};
+      std::atomic<int> ready{0};
+      std::vector<std::vector<double>> latencies(static_cast<std::size_t>(clients));
+      std::vector<std::thread> threads;
+      for (int k = 0; k < clients; ++k)
+        threads.emplace_back([&, k] {
+          Client c(hub.port);
+          std::mt19937 rng(static_cast<unsigned>(k) * 7919u + 1);
+          auto& mine = latencies[static_cast<std::size_t>(k)];
+          mine.reserve(200'000);
+          if (!ok(c.get(target(rng), token))) die(what + ": a bad answer");
+          ++ready;
+          while (!go) std::this_thread::yield();
+          while (!stop.load(std::memory_order_relaxed)) {
+            const std::string t = target(rng);
+            const auto t0 = SteadyClock::now();
+            auto a = c.get(t, token);
+            const double ms = ms_since(t0);
+            if (!ok(a)) die(what + ": HTTP " + std::to_string(a.status) + ": " + a.body.substr(0, 200));
+            mine.push_back(ms);
+          }
+        });
+      while (ready < clients) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      const auto start = SteadyClock::now();
+      go = true;
+      std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+      stop = true;
+      for (auto& t : threads) t.join();
+      Load out;
+      out.seconds = ms_since(start) / 1000;
+      std::vector<double> all;
+      for (auto& v : latencies) all.insert(all.end(), v.begin(), v.end());
+      std::sort(all.begin(), all.end());
+      if (all.empty()) die(what + ": no request finished");
+      auto pct = [&](double p) {
+        return all[std::min(all.size() - 1, static_cast<std::size_t>(p * static_cast<double>(all.size())))];
+      };
+      out.requests = all.size();
+      out.rps = static_cast<double>(all.size()) / out.seconds;
+      out.p50 = pct(0.50);
+      out.p99 = pct(0.99);
+      out.max = all.back();
+      return out;
+    };
+    auto load_json = [&](const Load& l) {
+      return "{\"clients\":" + std::to_string(clients) + ",\"seconds\":" + fmt(l.seconds, 2) +
+             ",\"requests\":" + std::to_string(l.requests) + ",\"requests_per_s\":" + fmt(l.rps, 0) +
+             ",\"p50_ms\":" + fmt(l.p50, 3) + ",\"p99_ms\":" + fmt(l.p99, 3) + ",\"max_ms\":" + fmt(l.max, 3) + "}";
+    };
     const std::string token = hub.token("hospital-b");
-    std::atomic<bool> stop{false};
-    std::vector<std::vector<double>> latencies(static_cast<std::size_t>(clients));
-    std::vector<std::thread> threads;
-    std::atomic<int> ready{0};
-    const auto deadline_ms = seconds * 1000;
-    SteadyClock::time_point start;
-    std::atomic<bool> go{false};
-    for (int k = 0; k < clients; ++k)
-      threads.emplace_back([&, k] {
-        Client c(hub.port);
-        std::mt19937 rng(static_cast<unsigned>(k) * 7919u + 1);
-        std::uniform_int_distribution<std::size_t> pick(0, cohort.size() - 1);
-        auto& mine = latencies[static_cast<std::size_t>(k)];
-        mine.reserve(200'000);
-        // Warm the connection up before the clock starts.
-        read_page(c.get("/fhir/Observation?patient=" + cohort[0] + "&code=8867-4&_count=50", token), "search");
-        ++ready;
-        while (!go) std::this_thread::yield();
-        while (!stop.load(std::memory_order_relaxed)) {
-          const std::string target = "/fhir/Observation?patient=" + cohort[pick(rng)] + "&code=8867-4&_count=50";
-          const auto t0 = SteadyClock::now();
-          auto a = c.get(target, token);
-          const double ms = ms_since(t0);
-          if (a.status != 200) die("search under load: HTTP " + std::to_string(a.status));
-          if (a.body.find("\"entry\"") == std::string::npos) die("search under load: no entries");
-          mine.push_back(ms);
-        }
-      });
-    while (ready < clients) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    start = SteadyClock::now();
-    go = true;
-    std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(deadline_ms));
-    stop = true;
-    for (auto& t : threads) t.join();
-    const double elapsed_s = ms_since(start) / 1000;
-    std::vector<double> all;
-    for (auto& v : latencies) all.insert(all.end(), v.begin(), v.end());
-    std::sort(all.begin(), all.end());
-    if (all.empty()) die("search under load: no request finished");
-    auto pct = [&](double p) { return all[std::min(all.size() - 1, static_cast<std::size_t>(p * static_cast<double>(all.size())))]; };
-    const double rps = static_cast<double>(all.size()) / elapsed_s;
+    std::uniform_int_distribution<std::size_t> pick(0, cohort.size() - 1);
+    const Load search = run_load(
+        "search under load",
+        [&](std::mt19937& rng) { return "/fhir/Observation?patient=" + cohort[pick(rng)] + "&code=8867-4&_count=50"; },
+        token, [](const HttpAnswer& a) { return a.status == 200 && a.body.find("\"entry\"") != std::string::npos; });
+    // The reference, in the same run: the same clients on GET metadata (the CapabilityStatement:
+    // no store, no token check, no audit record), the HTTP server's and router's own limit here.
+    const Load reference = run_load(
+        "metadata under load", [](std::mt19937&) { return std::string("/fhir/metadata"); }, token,
+        [](const HttpAnswer& a) { return a.status == 200; });
+    auto line = [&](const Load& l) {
+      return fmt(l.rps, 0) + " requests/s, p50 " + fmt(l.p50, 2) + " ms, p99 " + fmt(l.p99, 2) + " ms, max " +
+             fmt(l.max, 2) + " ms (" + std::to_string(l.requests) + " requests)";
+    };
     figure("Observation search under load (" + std::to_string(clients) + " keep-alive clients, " + fmt(seconds, 0) +
-           " s, random patient of " + std::to_string(cohort.size()) + ", code=8867-4&_count=50): " + fmt(rps, 0) +
-           " requests/s, p50 " + fmt(pct(0.50), 2) + " ms, p99 " + fmt(pct(0.99), 2) + " ms, max " + fmt(all.back(), 2) +
-           " ms (" + std::to_string(all.size()) + " requests)");
-    json += ",\"search_load\":{\"clients\":" + std::to_string(clients) + ",\"seconds\":" + fmt(elapsed_s, 2) +
-            ",\"requests\":" + std::to_string(all.size()) + ",\"requests_per_s\":" + fmt(rps, 0) +
-            ",\"p50_ms\":" + fmt(pct(0.50), 3) + ",\"p99_ms\":" + fmt(pct(0.99), 3) + ",\"max_ms\":" + fmt(all.back(), 3) + "}";
+           " s, random patient of " + std::to_string(cohort.size()) + ", code=8867-4&_count=50): " + line(search));
+    figure("reference, GET metadata with the same clients (no store, no token check, no audit): " + line(reference) +
+           "; search / metadata " + fmt(search.rps / reference.rps, 2) + "x");
+    json += ",\"search_load\":" + load_json(search) + ",\"metadata_load\":" + load_json(reference) +
+            ",\"search_over_metadata\":" + fmt(search.rps / reference.rps, 3);
   }
 
   hub.close();
