@@ -81,9 +81,16 @@ using SteadyClock = std::chrono::steady_clock;
 
 namespace {
 
+// The work directory, removed by die() too (the run's files are test data only).
+std::filesystem::path g_work_dir;
+
 [[noreturn]] void die(const std::string& why) {
   std::cerr << "telehub-bench-fhir: " << why << "\n";
-  std::exit(1);
+  if (!g_work_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(g_work_dir, ec);
+  }
+  std::_Exit(1);  // without destructors: the server's threads and the stores may be mid-request
 }
 
 int usage(const std::string& why) {
@@ -255,6 +262,7 @@ struct Hub {
     char tmpl[] = "/tmp/telehub-bench-fhir-XXXXXX";
     if (!mkdtemp(tmpl)) die("cannot create a temporary directory");
     dir = tmpl;
+    g_work_dir = dir;
     storage::StoreOptions so;
     so.path = dir / "telehub.db";
     so.sync_each_commit = false;  // as serve runs it
