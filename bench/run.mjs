@@ -886,3 +886,27 @@ const text = [
 ].join('\n');
 fs.writeFileSync(path.join(WORK, 'table.txt'), `${text}\n`);
 console.log(text);
+
+// ---------------------------------------------------------------- FHIR API (issue [7/8])
+// A separate step after the ingest table (it changes nothing above): telehub-bench-fhir, one
+// default run, its figure lines printed as they are. BENCH_SKIP_FHIR=1 skips it.
+if (process.env.BENCH_SKIP_FHIR !== '1') {
+  const fhirBin = path.join(BUILD, 'bench', 'telehub-bench-fhir');
+  console.log('\nFHIR API (issue [7/8]): telehub-bench-fhir, plain HTTP on 127.0.0.1 (docs/benchmarks.md, "FHIR API")');
+  if (!fs.existsSync(fhirBin)) {
+    console.log(`not measured: ${fhirBin} not found; build with scripts/bench.sh`);
+  } else {
+    process.stderr.write('bench: FHIR API (telehub-bench-fhir)\n');
+    const r = spawnSync(fhirBin, ['--shared', path.resolve(ROOT, '..', 'shared')], { env: ENV, encoding: 'utf8', maxBuffer: 1 << 26 });
+    const lines = (r.stdout || '').trim().split('\n').filter((l) => l);
+    const figures = r.status === 0 ? lastJson(r.stdout) : null;
+    if (!figures) {
+      console.log(`not measured: telehub-bench-fhir failed (exit ${r.status}): ${(r.stderr || String(r.error)).trim().split('\n').slice(-3).join(' / ')}`);
+    } else {
+      const fhirText = lines.filter((l) => !l.startsWith('{')).join('\n');
+      console.log(fhirText);
+      fs.writeFileSync(path.join(WORK, 'fhir.txt'), `${fhirText}\n`);
+      fs.writeFileSync(path.join(WORK, 'fhir.json'), JSON.stringify(figures, null, 1));
+    }
+  }
+}
