@@ -546,12 +546,24 @@ class BeastServer final : public HttpServer {
     for (;;) {
       http::request_parser<http::string_body> parser;
       parser.header_limit(kHeaderLimit);
-      parser.body_limit(options_.max_body_bytes);
+      parser.body_limit(std::max(options_.max_body_bytes, options_.max_bundle_bytes));
       // The header within header_timeout (this also ends an idle kept-alive connection), then
       // the body within request_timeout.
       transport.expires_after(options_.header_timeout);
       co_await http::async_read_header(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
       if (!ec && !parser.is_done()) {
+        // Only POST /fhir (a transaction or batch Bundle) may send up to max_bundle_bytes.
+        const auto target = parser.get().target();
+        const std::string_view whole(target.data(), target.size());
+        const std::string_view path = whole.substr(0, whole.find('?'));
+        const bool bundle = parser.get().method() == http::verb::post && (path == "/fhir" || path == "/fhir/");
+        if (!bundle) {
+          if (parser.content_length() && *parser.content_length() > options_.max_body_bytes) {
+            co_await refuse(stream, http::status::payload_too_large, "request body too large");
+            co_return;
+          }
+          parser.body_limit(options_.max_body_bytes);
+        }
         transport.expires_after(options_.request_timeout);
         co_await http::async_read(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
       }

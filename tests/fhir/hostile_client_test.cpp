@@ -322,3 +322,23 @@ TEST_CASE("oversized and deeply nested bodies are refused while normal clients k
   CHECK(ok > 0);
   CHECK(request_from("127.0.0.1", port, get("/fhir/metadata")).rfind("HTTP/1.1 200", 0) == 0);
 }
+
+TEST_CASE("only POST /fhir (a Bundle) may send more than the body limit, up to max_bundle_bytes", "[fhir][hostile]") {
+  fhir::HttpServerOptions options;
+  options.max_body_bytes = 64 * 1024;
+  options.max_bundle_bytes = 1 << 20;
+  Server s(options);
+  const auto port = s.server->port();
+  auto post = [&](const std::string& target, std::size_t size) {
+    const std::string body(size, ' ');
+    return request_from("127.0.0.1", port,
+                        "POST " + target + " HTTP/1.1\r\nHost: hub\r\nContent-Type: application/fhir+json\r\nContent-Length: " +
+                            std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body);
+  };
+  // 200 KB: over the general limit, under the Bundle limit. The router has no clinical store
+  // here, so POST /fhir answers 404 — but it was read and routed, not refused with 413.
+  CHECK(post("/fhir", 200 * 1024).rfind("HTTP/1.1 404", 0) == 0);
+  CHECK(post("/fhir/", 200 * 1024).rfind("HTTP/1.1 404", 0) == 0);
+  CHECK(post("/fhir/Consent", 200 * 1024).rfind("HTTP/1.1 413", 0) == 0);
+  CHECK(post("/fhir", 2 * 1024 * 1024).rfind("HTTP/1.1 413", 0) == 0);
+}

@@ -84,6 +84,9 @@ struct HttpServerOptions {
   int threads = 2;
   // Largest request body accepted. Default: 1 MiB.
   std::size_t max_body_bytes = 1 << 20;
+  // Largest body of POST /fhir (a transaction or batch Bundle from a hospital system: a whole
+  // record is often over 1 MiB). Default: 64 MiB (fhir::kMaxBundleBytes of the importer).
+  std::size_t max_bundle_bytes = std::size_t{64} << 20;
   // Time allowed to receive a request's body once its header is in, to complete the TLS
   // handshake, and to write a response. Default: 10 s.
   std::chrono::milliseconds request_timeout{10000};
