@@ -134,6 +134,34 @@ std::string search_url(const std::string& base_url, const ObservationSearch& sea
   return url;
 }
 
+// A Bundle entry: fullUrl, the resource (JSON text written as is) and search.mode.
+void write_raw_entry(JsonWriter& w, const std::string& full_url, std::string_view resource, std::string_view mode) {
+  w.StartObject();
+  write_member(w, "fullUrl", full_url);
+  write_key(w, "resource");
+  w.RawValue(resource.data(), resource.size(), rapidjson::kObjectType);
+  write_key(w, "search");
+  w.StartObject();
+  write_member(w, "mode", mode);
+  w.EndObject();
+  w.EndObject();
+}
+
+// Lenient handling (http://hl7.org/fhir/R4/search.html#errors): unknown parameters are ignored
+// and reported in an outcome entry. Names are client bytes: unreadable ones become "?".
+void write_ignored_outcome(JsonWriter& w, const std::vector<std::string>& ignored) {
+  std::string names;
+  for (const auto& n : ignored) names += (names.empty() ? "" : ", ") + (printable_name(n) ? n : std::string("?"));
+  w.StartObject();
+  write_key(w, "resource");
+  write_operation_outcome(w, {Issue{"warning", "not-supported", "parameters not supported and ignored: " + names}});
+  write_key(w, "search");
+  w.StartObject();
+  write_member(w, "mode", "outcome");
+  w.EndObject();
+  w.EndObject();
+}
+
 // The route handlers, with the router's state passed in.
 class Handlers {
  public:
@@ -288,17 +316,8 @@ class Handlers {
       for (const auto& c : clinical_items) write_entry(w, c, "match");
       if (include_patient && (!items.empty() || !clinical_items.empty())) {
         Response patient = read_patient_body(p, search->subject);
-        if (patient.status == 200) {
-          w.StartObject();
-          write_member(w, "fullUrl", options_.base_url + "/Patient/" + search->subject);
-          write_key(w, "resource");
-          w.RawValue(patient.body.data(), patient.body.size(), rapidjson::kObjectType);
-          write_key(w, "search");
-          w.StartObject();
-          write_member(w, "mode", "include");
-          w.EndObject();
-          w.EndObject();
-        }
+        if (patient.status == 200)
+          write_raw_entry(w, options_.base_url + "/Patient/" + search->subject, patient.body, "include");
       }
       if (include_device) {
         std::vector<std::string> devices;
@@ -309,32 +328,10 @@ class Handlers {
           auto device = store_.registry().find_device(id);
           if (!device) return internal_error(device.error());
           if (!*device) continue;
-          w.StartObject();
-          write_member(w, "fullUrl", options_.base_url + "/Device/" + id);
-          write_key(w, "resource");
-          const std::string json = device_json(**device);
-          w.RawValue(json.data(), json.size(), rapidjson::kObjectType);
-          write_key(w, "search");
-          w.StartObject();
-          write_member(w, "mode", "include");
-          w.EndObject();
-          w.EndObject();
+          write_raw_entry(w, options_.base_url + "/Device/" + id, device_json(**device), "include");
         }
       }
-      if (!search->ignored.empty()) {
-        // Lenient handling: unknown parameters are ignored and reported in an outcome entry
-        // (http://hl7.org/fhir/R4/search.html#errors).
-        std::string names;
-        for (const auto& n : search->ignored) names += (names.empty() ? "" : ", ") + n;
-        w.StartObject();
-        write_key(w, "resource");
-        write_operation_outcome(w, {Issue{"warning", "not-supported", "parameters not supported and ignored: " + names}});
-        write_key(w, "search");
-        w.StartObject();
-        write_member(w, "mode", "outcome");
-        w.EndObject();
-        w.EndObject();
-      }
+      if (!search->ignored.empty()) write_ignored_outcome(w, search->ignored);
       w.EndArray();
     }
     w.EndObject();
@@ -594,15 +591,7 @@ class Handlers {
 
   // A searchset/history entry for a stored clinical resource.
   void write_entry(JsonWriter& w, const clinical::StoredResource& c, std::string_view mode) const {
-    w.StartObject();
-    write_member(w, "fullUrl", options_.base_url + "/" + c.type + "/" + c.id);
-    write_key(w, "resource");
-    w.RawValue(c.json.data(), c.json.size(), rapidjson::kObjectType);
-    write_key(w, "search");
-    w.StartObject();
-    write_member(w, "mode", mode);
-    w.EndObject();
-    w.EndObject();
+    write_raw_entry(w, options_.base_url + "/" + c.type + "/" + c.id, c.json, mode);
   }
 
   // GET <Type>/<id>, <Type>/<id>/_history/<version> (vread), <Type>/<id>/_history.
@@ -736,18 +725,7 @@ class Handlers {
       write_key(w, "entry");
       w.StartArray();
       for (const auto& c : page->resources) write_entry(w, c, "match");
-      if (!search->ignored.empty()) {
-        std::string names;
-        for (const auto& n : search->ignored) names += (names.empty() ? "" : ", ") + (printable_name(n) ? n : std::string("?"));
-        w.StartObject();
-        write_key(w, "resource");
-        write_operation_outcome(w, {Issue{"warning", "not-supported", "parameters not supported and ignored: " + names}});
-        write_key(w, "search");
-        w.StartObject();
-        write_member(w, "mode", "outcome");
-        w.EndObject();
-        w.EndObject();
-      }
+      if (!search->ignored.empty()) write_ignored_outcome(w, search->ignored);
       w.EndArray();
     }
     w.EndObject();
@@ -904,31 +882,14 @@ class Handlers {
       if (wanted("Patient")) {
         Response patient = read_patient_body(p, id);
         if (patient.status != 200) return patient;
-        e.StartObject();
-        write_member(e, "fullUrl", options_.base_url + "/" + object);
-        write_key(e, "resource");
-        e.RawValue(patient.body.data(), patient.body.size(), rapidjson::kObjectType);
-        write_key(e, "search");
-        e.StartObject();
-        write_member(e, "mode", "match");
-        e.EndObject();
-        e.EndObject();
+        write_raw_entry(e, options_.base_url + "/" + object, patient.body, "match");
       }
       if (wanted("Device")) {
         auto devices = store_.registry().devices_of(id);
         if (!devices) return internal_error(devices.error());
         for (const auto& d : *devices) {
           if (!valid_fhir_id(d.id)) continue;
-          e.StartObject();
-          write_member(e, "fullUrl", options_.base_url + "/Device/" + d.id);
-          write_key(e, "resource");
-          const std::string device = device_json(d);
-          e.RawValue(device.data(), device.size(), rapidjson::kObjectType);
-          write_key(e, "search");
-          e.StartObject();
-          write_member(e, "mode", "include");
-          e.EndObject();
-          e.EndObject();
+          write_raw_entry(e, options_.base_url + "/Device/" + d.id, device_json(d), "include");
         }
       }
     }
@@ -1172,16 +1133,7 @@ class Handlers {
     if (person) {
       write_key(w, "entry");
       w.StartArray();
-      w.StartObject();
-      write_member(w, "fullUrl", options_.base_url + "/Patient/" + pseudonym);
-      write_key(w, "resource");
-      const std::string resource = identified_patient_json(pseudonym, *person);
-      w.RawValue(resource.data(), resource.size(), rapidjson::kObjectType);
-      write_key(w, "search");
-      w.StartObject();
-      write_member(w, "mode", "match");
-      w.EndObject();
-      w.EndObject();
+      write_raw_entry(w, options_.base_url + "/Patient/" + pseudonym, identified_patient_json(pseudonym, *person), "match");
       w.EndArray();
     }
     w.EndObject();
@@ -1284,16 +1236,7 @@ class Handlers {
     write_key(w, "entry");
     w.StartArray();
     for (const auto& a : *records) {
-      w.StartObject();
-      write_member(w, "fullUrl", options_.base_url + "/AuditEvent/audit-" + std::to_string(a.sequence));
-      write_key(w, "resource");
-      const std::string event = audit_event_json(a);
-      w.RawValue(event.data(), event.size(), rapidjson::kObjectType);
-      write_key(w, "search");
-      w.StartObject();
-      write_member(w, "mode", "match");
-      w.EndObject();
-      w.EndObject();
+      write_raw_entry(w, options_.base_url + "/AuditEvent/audit-" + std::to_string(a.sequence), audit_event_json(a), "match");
     }
     w.EndArray();
     w.EndObject();
