@@ -386,45 +386,51 @@ std::string json_text(const std::function<void(Writer&)>& body) {
 
 void wstr(Writer& w, std::string_view s) { w.String(s.data(), static_cast<rapidjson::SizeType>(s.size())); }
 
+// The filter shared by the searches and the count: type, subject, _id, _lastUpdated, token,
+// date and quantity parameters (?1..?8). A macro of adjacent literals, so every statement stays
+// one compile-time literal (scripts/check_sql.sh).
+#define TELEHUB_CLINICAL_FILTER \
+    " WHERE c.type = ?1" \
+    " AND (?2 IS NULL OR c.subject = ?2)" \
+    " AND (?3 IS NULL OR c.id IN (SELECT value FROM json_each(?3)))" \
+    " AND (?4 IS NULL OR c.last_updated_ms >= ?4)" \
+    " AND (?5 IS NULL OR c.last_updated_ms < ?5)" \
+    " AND NOT EXISTS (SELECT 1 FROM json_each(?6) AS g WHERE NOT EXISTS (" \
+    "   SELECT 1 FROM tokens t, json_each(g.value, '$.v') AS tv" \
+    "   WHERE t.rid = c.rid AND t.param = json_extract(g.value, '$.p') AND t.code = json_extract(tv.value, '$.c')" \
+    "   AND (json_extract(tv.value, '$.s') = '' OR t.system = json_extract(tv.value, '$.s'))))" \
+    " AND NOT EXISTS (SELECT 1 FROM json_each(?7) AS d WHERE NOT (c.has_date = 1 AND CASE json_extract(d.value, '$.p')" \
+    "   WHEN 0 THEN c.date_from >= json_extract(d.value, '$.f') AND c.date_to <= json_extract(d.value, '$.t')" \
+    "   WHEN 1 THEN NOT (c.date_from >= json_extract(d.value, '$.f') AND c.date_to <= json_extract(d.value, '$.t'))" \
+    "   WHEN 2 THEN c.date_to > json_extract(d.value, '$.t')" \
+    "   WHEN 3 THEN c.date_from < json_extract(d.value, '$.f')" \
+    "   WHEN 4 THEN c.date_to > json_extract(d.value, '$.t')" \
+    "     OR (c.date_from >= json_extract(d.value, '$.f') AND c.date_to <= json_extract(d.value, '$.t'))" \
+    "   WHEN 5 THEN c.date_from < json_extract(d.value, '$.f')" \
+    "     OR (c.date_from >= json_extract(d.value, '$.f') AND c.date_to <= json_extract(d.value, '$.t'))" \
+    "   WHEN 6 THEN c.date_from >= json_extract(d.value, '$.t')" \
+    "   WHEN 7 THEN c.date_to <= json_extract(d.value, '$.f')" \
+    "   ELSE 0 END))" \
+    " AND NOT EXISTS (SELECT 1 FROM json_each(?8) AS q WHERE NOT EXISTS (" \
+    "   SELECT 1 FROM quantities x WHERE x.rid = c.rid" \
+    "   AND (json_extract(q.value, '$.s') = '' OR x.system = json_extract(q.value, '$.s'))" \
+    "   AND (json_extract(q.value, '$.c') = '' OR x.code = json_extract(q.value, '$.c'))" \
+    "   AND CASE json_extract(q.value, '$.p')" \
+    "     WHEN 0 THEN x.value >= json_extract(q.value, '$.lo') AND x.value < json_extract(q.value, '$.hi')" \
+    "     WHEN 1 THEN NOT (x.value >= json_extract(q.value, '$.lo') AND x.value < json_extract(q.value, '$.hi'))" \
+    "     WHEN 2 THEN x.value > json_extract(q.value, '$.v')" \
+    "     WHEN 6 THEN x.value > json_extract(q.value, '$.v')" \
+    "     WHEN 3 THEN x.value < json_extract(q.value, '$.v')" \
+    "     WHEN 7 THEN x.value < json_extract(q.value, '$.v')" \
+    "     WHEN 4 THEN x.value >= json_extract(q.value, '$.v')" \
+    "     WHEN 5 THEN x.value <= json_extract(q.value, '$.v')" \
+    "     ELSE 0 END))"
+
 constexpr const char* kSearchAsc =
     "SELECT c.type, c.id, c.version, c.last_updated_ms, c.subject, v.json,"
     " CASE WHEN ?10 = 1 THEN c.date_sort ELSE c.last_updated_ms END AS k"
     " FROM current c JOIN versions v ON v.type = c.type AND v.id = c.id AND v.version = c.version"
-    " WHERE c.type = ?1"
-    " AND (?2 IS NULL OR c.subject = ?2)"
-    " AND (?3 IS NULL OR c.id IN (SELECT value FROM json_each(?3)))"
-    " AND (?4 IS NULL OR c.last_updated_ms >= ?4)"
-    " AND (?5 IS NULL OR c.last_updated_ms < ?5)"
-    " AND NOT EXISTS (SELECT 1 FROM json_each(?6) AS g WHERE NOT EXISTS ("
-    "   SELECT 1 FROM tokens t, json_each(g.value, '$.v') AS tv"
-    "   WHERE t.rid = c.rid AND t.param = json_extract(g.value, '$.p') AND t.code = json_extract(tv.value, '$.c')"
-    "   AND (json_extract(tv.value, '$.s') = '' OR t.system = json_extract(tv.value, '$.s'))))"
-    " AND NOT EXISTS (SELECT 1 FROM json_each(?7) AS d WHERE NOT (c.has_date = 1 AND CASE json_extract(d.value, '$.p')"
-    "   WHEN 0 THEN c.date_from >= json_extract(d.value, '$.f') AND c.date_to <= json_extract(d.value, '$.t')"
-    "   WHEN 1 THEN NOT (c.date_from >= json_extract(d.value, '$.f') AND c.date_to <= json_extract(d.value, '$.t'))"
-    "   WHEN 2 THEN c.date_to > json_extract(d.value, '$.t')"
-    "   WHEN 3 THEN c.date_from < json_extract(d.value, '$.f')"
-    "   WHEN 4 THEN c.date_to > json_extract(d.value, '$.t')"
-    "     OR (c.date_from >= json_extract(d.value, '$.f') AND c.date_to <= json_extract(d.value, '$.t'))"
-    "   WHEN 5 THEN c.date_from < json_extract(d.value, '$.f')"
-    "     OR (c.date_from >= json_extract(d.value, '$.f') AND c.date_to <= json_extract(d.value, '$.t'))"
-    "   WHEN 6 THEN c.date_from >= json_extract(d.value, '$.t')"
-    "   WHEN 7 THEN c.date_to <= json_extract(d.value, '$.f')"
-    "   ELSE 0 END))"
-    " AND NOT EXISTS (SELECT 1 FROM json_each(?8) AS q WHERE NOT EXISTS ("
-    "   SELECT 1 FROM quantities x WHERE x.rid = c.rid"
-    "   AND (json_extract(q.value, '$.s') = '' OR x.system = json_extract(q.value, '$.s'))"
-    "   AND (json_extract(q.value, '$.c') = '' OR x.code = json_extract(q.value, '$.c'))"
-    "   AND CASE json_extract(q.value, '$.p')"
-    "     WHEN 0 THEN x.value >= json_extract(q.value, '$.lo') AND x.value < json_extract(q.value, '$.hi')"
-    "     WHEN 1 THEN NOT (x.value >= json_extract(q.value, '$.lo') AND x.value < json_extract(q.value, '$.hi'))"
-    "     WHEN 2 THEN x.value > json_extract(q.value, '$.v')"
-    "     WHEN 6 THEN x.value > json_extract(q.value, '$.v')"
-    "     WHEN 3 THEN x.value < json_extract(q.value, '$.v')"
-    "     WHEN 7 THEN x.value < json_extract(q.value, '$.v')"
-    "     WHEN 4 THEN x.value >= json_extract(q.value, '$.v')"
-    "     WHEN 5 THEN x.value <= json_extract(q.value, '$.v')"
-    "     ELSE 0 END))"
+    TELEHUB_CLINICAL_FILTER
     " AND (?9 IS NULL OR k > ?9 OR (k = ?9 AND c.id > ?11))"
     " ORDER BY k, c.id LIMIT ?12";
 
@@ -432,81 +438,13 @@ constexpr const char* kSearchDesc =
     "SELECT c.type, c.id, c.version, c.last_updated_ms, c.subject, v.json,"
     " CASE WHEN ?10 = 1 THEN c.date_sort ELSE c.last_updated_ms END AS k"
     " FROM current c JOIN versions v ON v.type = c.type AND v.id = c.id AND v.version = c.version"
-    " WHERE c.type = ?1"
-    " AND (?2 IS NULL OR c.subject = ?2)"
-    " AND (?3 IS NULL OR c.id IN (SELECT value FROM json_each(?3)))"
-    " AND (?4 IS NULL OR c.last_updated_ms >= ?4)"
-    " AND (?5 IS NULL OR c.last_updated_ms < ?5)"
-    " AND NOT EXISTS (SELECT 1 FROM json_each(?6) AS g WHERE NOT EXISTS ("
-    "   SELECT 1 FROM tokens t, json_each(g.value, '$.v') AS tv"
-    "   WHERE t.rid = c.rid AND t.param = json_extract(g.value, '$.p') AND t.code = json_extract(tv.value, '$.c')"
-    "   AND (json_extract(tv.value, '$.s') = '' OR t.system = json_extract(tv.value, '$.s'))))"
-    " AND NOT EXISTS (SELECT 1 FROM json_each(?7) AS d WHERE NOT (c.has_date = 1 AND CASE json_extract(d.value, '$.p')"
-    "   WHEN 0 THEN c.date_from >= json_extract(d.value, '$.f') AND c.date_to <= json_extract(d.value, '$.t')"
-    "   WHEN 1 THEN NOT (c.date_from >= json_extract(d.value, '$.f') AND c.date_to <= json_extract(d.value, '$.t'))"
-    "   WHEN 2 THEN c.date_to > json_extract(d.value, '$.t')"
-    "   WHEN 3 THEN c.date_from < json_extract(d.value, '$.f')"
-    "   WHEN 4 THEN c.date_to > json_extract(d.value, '$.t')"
-    "     OR (c.date_from >= json_extract(d.value, '$.f') AND c.date_to <= json_extract(d.value, '$.t'))"
-    "   WHEN 5 THEN c.date_from < json_extract(d.value, '$.f')"
-    "     OR (c.date_from >= json_extract(d.value, '$.f') AND c.date_to <= json_extract(d.value, '$.t'))"
-    "   WHEN 6 THEN c.date_from >= json_extract(d.value, '$.t')"
-    "   WHEN 7 THEN c.date_to <= json_extract(d.value, '$.f')"
-    "   ELSE 0 END))"
-    " AND NOT EXISTS (SELECT 1 FROM json_each(?8) AS q WHERE NOT EXISTS ("
-    "   SELECT 1 FROM quantities x WHERE x.rid = c.rid"
-    "   AND (json_extract(q.value, '$.s') = '' OR x.system = json_extract(q.value, '$.s'))"
-    "   AND (json_extract(q.value, '$.c') = '' OR x.code = json_extract(q.value, '$.c'))"
-    "   AND CASE json_extract(q.value, '$.p')"
-    "     WHEN 0 THEN x.value >= json_extract(q.value, '$.lo') AND x.value < json_extract(q.value, '$.hi')"
-    "     WHEN 1 THEN NOT (x.value >= json_extract(q.value, '$.lo') AND x.value < json_extract(q.value, '$.hi'))"
-    "     WHEN 2 THEN x.value > json_extract(q.value, '$.v')"
-    "     WHEN 6 THEN x.value > json_extract(q.value, '$.v')"
-    "     WHEN 3 THEN x.value < json_extract(q.value, '$.v')"
-    "     WHEN 7 THEN x.value < json_extract(q.value, '$.v')"
-    "     WHEN 4 THEN x.value >= json_extract(q.value, '$.v')"
-    "     WHEN 5 THEN x.value <= json_extract(q.value, '$.v')"
-    "     ELSE 0 END))"
+    TELEHUB_CLINICAL_FILTER
     " AND (?9 IS NULL OR k < ?9 OR (k = ?9 AND c.id < ?11))"
     " ORDER BY k DESC, c.id DESC LIMIT ?12";
 
-constexpr const char* kCount =
-    "SELECT count(*) FROM current c"
-    " WHERE c.type = ?1"
-    " AND (?2 IS NULL OR c.subject = ?2)"
-    " AND (?3 IS NULL OR c.id IN (SELECT value FROM json_each(?3)))"
-    " AND (?4 IS NULL OR c.last_updated_ms >= ?4)"
-    " AND (?5 IS NULL OR c.last_updated_ms < ?5)"
-    " AND NOT EXISTS (SELECT 1 FROM json_each(?6) AS g WHERE NOT EXISTS ("
-    "   SELECT 1 FROM tokens t, json_each(g.value, '$.v') AS tv"
-    "   WHERE t.rid = c.rid AND t.param = json_extract(g.value, '$.p') AND t.code = json_extract(tv.value, '$.c')"
-    "   AND (json_extract(tv.value, '$.s') = '' OR t.system = json_extract(tv.value, '$.s'))))"
-    " AND NOT EXISTS (SELECT 1 FROM json_each(?7) AS d WHERE NOT (c.has_date = 1 AND CASE json_extract(d.value, '$.p')"
-    "   WHEN 0 THEN c.date_from >= json_extract(d.value, '$.f') AND c.date_to <= json_extract(d.value, '$.t')"
-    "   WHEN 1 THEN NOT (c.date_from >= json_extract(d.value, '$.f') AND c.date_to <= json_extract(d.value, '$.t'))"
-    "   WHEN 2 THEN c.date_to > json_extract(d.value, '$.t')"
-    "   WHEN 3 THEN c.date_from < json_extract(d.value, '$.f')"
-    "   WHEN 4 THEN c.date_to > json_extract(d.value, '$.t')"
-    "     OR (c.date_from >= json_extract(d.value, '$.f') AND c.date_to <= json_extract(d.value, '$.t'))"
-    "   WHEN 5 THEN c.date_from < json_extract(d.value, '$.f')"
-    "     OR (c.date_from >= json_extract(d.value, '$.f') AND c.date_to <= json_extract(d.value, '$.t'))"
-    "   WHEN 6 THEN c.date_from >= json_extract(d.value, '$.t')"
-    "   WHEN 7 THEN c.date_to <= json_extract(d.value, '$.f')"
-    "   ELSE 0 END))"
-    " AND NOT EXISTS (SELECT 1 FROM json_each(?8) AS q WHERE NOT EXISTS ("
-    "   SELECT 1 FROM quantities x WHERE x.rid = c.rid"
-    "   AND (json_extract(q.value, '$.s') = '' OR x.system = json_extract(q.value, '$.s'))"
-    "   AND (json_extract(q.value, '$.c') = '' OR x.code = json_extract(q.value, '$.c'))"
-    "   AND CASE json_extract(q.value, '$.p')"
-    "     WHEN 0 THEN x.value >= json_extract(q.value, '$.lo') AND x.value < json_extract(q.value, '$.hi')"
-    "     WHEN 1 THEN NOT (x.value >= json_extract(q.value, '$.lo') AND x.value < json_extract(q.value, '$.hi'))"
-    "     WHEN 2 THEN x.value > json_extract(q.value, '$.v')"
-    "     WHEN 6 THEN x.value > json_extract(q.value, '$.v')"
-    "     WHEN 3 THEN x.value < json_extract(q.value, '$.v')"
-    "     WHEN 7 THEN x.value < json_extract(q.value, '$.v')"
-    "     WHEN 4 THEN x.value >= json_extract(q.value, '$.v')"
-    "     WHEN 5 THEN x.value <= json_extract(q.value, '$.v')"
-    "     ELSE 0 END))";
+constexpr const char* kCount = "SELECT count(*) FROM current c" TELEHUB_CLINICAL_FILTER;
+
+#undef TELEHUB_CLINICAL_FILTER
 
 constexpr const char* kSchema =
     "CREATE TABLE IF NOT EXISTS versions("
