@@ -18,6 +18,8 @@ int cmd_client(int argc, char** argv);
 int cmd_token(int argc, char** argv);
 int cmd_care(int argc, char** argv);
 int cmd_import(int argc, char** argv);
+int cmd_env(int argc, char** argv);       // env_cmd.cpp (docs/environment.md)
+int cmd_research(int argc, char** argv);  // research_cmd.cpp (docs/research.md)
 
 // Prints "telehub: <message> [<reason>]" on stderr and returns 1.
 int fail_with(const core::Error& e);

@@ -33,6 +33,8 @@ commands:
   token create|revoke        API tokens for operators and researchers (shown once, stored hashed)
   care add|end|list          care relations: which organisation treats which subject, and when (audited)
   import FILE...             import FHIR Bundles from a hospital: Patients to the vault, the rest to clinical.db
+  env import FILE...         hourly air quality and weather per postcode area (docs/environment.md)
+  research export|query      study datasets and aggregates: pseudonymised, consented, k-anonymous (docs/research.md)
 
 common options: --data DIR (default ./data)
 )";
@@ -60,6 +62,8 @@ int main(int argc, char** argv) {
   if (cmd == "token") return cmd_token(argc, argv);
   if (cmd == "care") return cmd_care(argc, argv);
   if (cmd == "import") return cmd_import(argc, argv);
+  if (cmd == "env") return cmd_env(argc, argv);
+  if (cmd == "research") return cmd_research(argc, argv);
   std::cerr << "telehub: unknown command '" << cmd << "'\n" << kHelp;
   return 2;
 }

@@ -1,0 +1,1 @@
+// Placeholder: aggregate queries with small-cell suppression of issue [8/8].

@@ -1,0 +1,1 @@
+// Placeholder: the study definition and export of issue [8/8].
