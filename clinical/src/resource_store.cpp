@@ -591,6 +591,8 @@ class SqliteResourceStore final : public ResourceStore {
       }
       page.resources.push_back(from_row(*st));
       last_key = st->column_int64(6);
+      page.resources.back().sort_key = last_key;
+      page.resources.back().cursor = make_cursor(tag, last_key, page.resources.back().id);
     }
     return page;
   }

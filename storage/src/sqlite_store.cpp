@@ -1000,6 +1000,17 @@ Result<StoredObservation> to_observation(const Found& f, const std::string& subj
   return o;
 }
 
+// The chunks of a subject (and code) overlapping [?3, ?4), for search(): by last time,
+// ascending or descending (the chunks_series / chunks_subject index, either way).
+constexpr const char* kChunksAsc =
+    "SELECT code, t0, t1, data FROM chunks WHERE subject_key=?1 AND ?2 IS NULL AND t1 >= ?3 AND t0 < ?4 ORDER BY t1";
+constexpr const char* kChunksAscByCode =
+    "SELECT code, t0, t1, data FROM chunks WHERE subject_key=?1 AND code=?2 AND t1 >= ?3 AND t0 < ?4 ORDER BY t1";
+constexpr const char* kChunksDesc =
+    "SELECT code, t0, t1, data FROM chunks WHERE subject_key=?1 AND ?2 IS NULL AND t1 >= ?3 AND t0 < ?4 ORDER BY t1 DESC";
+constexpr const char* kChunksDescByCode =
+    "SELECT code, t0, t1, data FROM chunks WHERE subject_key=?1 AND code=?2 AND t1 >= ?3 AND t0 < ?4 ORDER BY t1 DESC";
+
 Result<ObservationPage> SqliteObservations::search(const ObservationQuery& q) {
   if (q.limit < 1 || q.limit > 1000) return core::fail(Code::kInvalidArgument, "bad_query", "limit must be 1..1000");
   return store_.read([&q](sqlite::Database& db) -> Result<ObservationPage> {
@@ -1007,14 +1018,22 @@ Result<ObservationPage> SqliteObservations::search(const ObservationQuery& q) {
     auto key = find_subject_key(db, q.subject);
     if (!key) return tl::unexpected(key.error());
     if (!*key) return page;
-    // Readings qualify when from <= time < to and (time, id) > cursor.
+    // Readings qualify when from <= time < to and (time, id) is beyond the cursor: above it
+    // (ascending) or below it (descending).
     const std::int64_t from = q.from ? core::to_unix_millis(*q.from) : INT64_MIN;
     const std::int64_t to = q.to ? core::to_unix_millis(*q.to) : INT64_MAX;
-    const std::int64_t lo = q.after ? std::max(from, q.after->time_ms) : from;
+    const bool desc = q.descending;
+    const std::int64_t lo = q.after && !desc ? std::max(from, q.after->time_ms) : from;
+    // Exclusive upper bound on time for the chunk query (descending: the cursor's time is still
+    // possible for a smaller id).
+    const std::int64_t hi = q.after && desc && q.after->time_ms < INT64_MAX ? std::min(to, q.after->time_ms + 1) : to;
     auto qualifies = [&](std::int64_t time, std::int64_t id) {
-      if (time < lo || time >= to) return false;
-      return !q.after || std::tie(time, id) > std::tie(q.after->time_ms, q.after->id);
+      if (time < lo || time >= hi) return false;
+      if (!q.after) return true;
+      return desc ? std::tie(time, id) < std::tie(q.after->time_ms, q.after->id)
+                  : std::tie(time, id) > std::tie(q.after->time_ms, q.after->id);
     };
+    auto before = [desc](const Found& a, const Found& b) { return desc ? found_before(b, a) : found_before(a, b); };
     const std::size_t want = q.limit + 1;
     Decoded decoded;
     std::vector<Found> found;
@@ -1040,22 +1059,21 @@ Result<ObservationPage> SqliteObservations::search(const ObservationQuery& q) {
     }
     logs->reset();
 
-    // 2. Chunks, in order of their last time from `lo` on. A chunk spans at most
-    // kMaxChunkSpanMs, so once `want` readings are found and a chunk's t1 lies more than that
-    // beyond the latest of them, neither it nor any later chunk can hold a better one: a page
-    // deep into a long series decodes about as much as the first page.
-    std::string sql = "SELECT code, t0, t1, data FROM chunks WHERE subject_key=?1 AND ";
-    sql += q.code ? "code=?2 " : "?2 IS NULL ";
-    sql += "AND t1 >= ?3 AND t0 < ?4 ORDER BY t1";
-    auto chunks = db.prepare(sql);
+    // 2. Chunks, in order of their last time from `lo` on (descending: from `hi` down). A chunk
+    // spans at most kMaxChunkSpanMs, so once `want` readings are found and a chunk lies more than
+    // that beyond the last of them, neither it nor any later chunk can hold a better one
+    // (descending: a chunk ending before the want-th newest reading, and every chunk after it):
+    // a page deep into a long series decodes about as much as the first page.
+    auto chunks = desc ? (q.code ? db.prepare(kChunksDescByCode) : db.prepare(kChunksDesc))
+                       : (q.code ? db.prepare(kChunksAscByCode) : db.prepare(kChunksAsc));
     if (!chunks) return tl::unexpected(chunks.error());
     chunks->bind(1, **key);
     if (q.code) chunks->bind(2, std::string_view(*q.code)); else chunks->bind_null(2);
-    chunks->bind(3, lo).bind(4, to);
+    chunks->bind(3, lo).bind(4, hi);
     std::optional<std::int64_t> bound;  // time of the want-th best reading so far
     auto prune = [&] {
       if (found.size() < want) return;
-      std::nth_element(found.begin(), found.begin() + static_cast<std::ptrdiff_t>(want - 1), found.end(), found_before);
+      std::nth_element(found.begin(), found.begin() + static_cast<std::ptrdiff_t>(want - 1), found.end(), before);
       found.resize(want);
       bound = found[want - 1].time;
     };
@@ -1065,8 +1083,12 @@ Result<ObservationPage> SqliteObservations::search(const ObservationQuery& q) {
       if (!row) return tl::unexpected(row.error());
       if (!*row) break;
       const auto t0 = chunks->column_int64(1), t1 = chunks->column_int64(2);
-      if (bound && t1 - kMaxChunkSpanMs > *bound) break;
-      if (bound && t0 > *bound) continue;
+      if (!desc) {
+        if (bound && t1 - kMaxChunkSpanMs > *bound) break;
+        if (bound && t0 > *bound) continue;
+      } else {
+        if (bound && t1 < *bound) break;
+      }
       const std::string* code = &decoded.codes.emplace_back(chunks->column_text(0));
       auto& c = decoded.chunks.emplace_back();
       if (!codec::decode_chunk(chunks->column_blob_view(3), c))
@@ -1080,7 +1102,7 @@ Result<ObservationPage> SqliteObservations::search(const ObservationQuery& q) {
     }
     chunks->reset();
 
-    std::sort(found.begin(), found.end(), found_before);
+    std::sort(found.begin(), found.end(), before);
     const bool more = found.size() > q.limit;
     if (more) found.resize(q.limit);
     MessageInfo info(db);

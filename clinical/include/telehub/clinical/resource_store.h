@@ -132,6 +132,12 @@ struct StoredResource {
   core::TimePoint last_updated;
   std::string subject;  // pseudonym, or "" when the resource has none
   std::string json;     // with id, meta.versionId and meta.lastUpdated set
+  // Set by search() only: the resource's key in the query's sort order (the start of its date
+  // range in Unix ms, INT64_MIN without one, for SortBy::kDate; lastUpdated in ms otherwise),
+  // and the cursor that continues after this resource. So a caller that merges a page with
+  // another sorted source and uses only part of it can continue right after the last one used.
+  std::int64_t sort_key = 0;
+  std::string cursor;
 };
 
 struct Page {

@@ -78,12 +78,15 @@ struct ObservationQuery {
   std::optional<std::string> code;     // LOINC code; matches the reading code (panels by panel code)
   std::optional<core::TimePoint> from; // inclusive lower bound on effective time
   std::optional<core::TimePoint> to;   // exclusive upper bound on effective time
-  std::optional<Cursor> after;         // continue after this row
+  std::optional<Cursor> after;         // continue after this row (in the order below)
   std::size_t limit = 50;              // REQUIRES: 1..1000
+  // Newest first: (effective time, id) descending, and `after` continues below the cursor
+  // (FHIR _sort=-date). Default: oldest first.
+  bool descending = false;
 };
 
 struct ObservationPage {
-  std::vector<StoredObservation> items;  // ordered by (effective time, id) ascending
+  std::vector<StoredObservation> items;  // ordered by (effective time, id), ascending or descending as asked
   std::optional<Cursor> next;            // set when more rows match
 };
 
