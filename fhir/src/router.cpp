@@ -9,6 +9,7 @@
 #include <ctime>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <exception>
 
 #include <rapidjson/document.h>
@@ -25,6 +26,7 @@
 #include "ips.h"
 #include "representation.h"
 #include "telehub/fhir/audit_event.h"
+#include "telehub/core/codes.h"
 #include "telehub/core/log.h"
 #include "telehub/privacy/pseudonym.h"
 
@@ -175,31 +177,48 @@ class Handlers {
     if (!params) return error_response(400, "value", "malformed query string (bad percent-encoding)");
     // Dense views (dense.h, docs/dense.md): hourly or daily aggregates of the home readings.
     if (wants_aggregate(*params)) return aggregate_observations(r, p, *params, query);
-    // Paging runs over the home readings first, then over the clinical Observations: a cursor
-    // "c:<clinical cursor>" is in the second phase (docs/fhir.md, "Observation search").
-    std::optional<std::string> clinical_cursor;
-    std::erase_if(*params, [&](const QueryParam& q) {
-      if (q.name != "_cursor" || !q.value.starts_with("c:")) return false;
-      clinical_cursor = q.value.substr(2);
-      return true;
-    });
+    // Without _sort, paging runs over the home readings first, then over the clinical
+    // Observations: a cursor "c:<clinical cursor>" is in the second phase. With _sort=date or
+    // -date both sources are merged by date, and the cursor "m:<home>~<clinical>" holds the
+    // position in each (docs/fhir.md, "Observation search").
+    std::optional<std::string> clinical_cursor, merged_cursor;
+    std::optional<bool> descending;  // set by _sort
+    for (auto it = params->begin(); it != params->end();) {
+      if (it->name == "_cursor" && it->value.starts_with("c:")) {
+        clinical_cursor = it->value.substr(2);
+      } else if (it->name == "_cursor" && it->value.starts_with("m:")) {
+        merged_cursor = it->value.substr(2);
+      } else if (it->name == "_sort" || it->name.starts_with("_sort:")) {
+        if (it->name != "_sort") return error_response(400, "not-supported", "_sort: modifiers are not supported");
+        if (descending) return error_response(400, "value", "_sort: given more than once");
+        if (it->value == "date") descending = false;
+        else if (it->value == "-date") descending = true;
+        else return error_response(400, "not-supported", "_sort supports date and -date on Observation");
+      } else {
+        ++it;
+        continue;
+      }
+      it = params->erase(it);
+    }
+    if ((merged_cursor && !descending) || (clinical_cursor && descending))
+      return error_response(400, "value", "bad _cursor: not from a next link of this search");
     // _include=Observation:subject (or :patient) and Observation:device: the Patient and the
     // Devices of the page's Observations, as entries with search.mode include.
-    bool include_patient = false, include_device = false;
-    std::vector<std::string> include_values;
+    ObservationIncludes inc;
     for (auto it = params->begin(); it != params->end();) {
       if (it->name != "_include") {
         ++it;
         continue;
       }
-      if (it->value == "Observation:subject" || it->value == "Observation:patient") include_patient = true;
-      else if (it->value == "Observation:device") include_device = true;
+      if (it->value == "Observation:subject" || it->value == "Observation:patient") inc.patient = true;
+      else if (it->value == "Observation:device") inc.device = true;
       else return error_response(400, "not-supported", "_include supports Observation:subject, Observation:patient and Observation:device");
-      include_values.push_back(it->value);
+      inc.link += "&_include=" + percent_encode(it->value);
       it = params->erase(it);
     }
     auto search = parse_observation_search(*params, {options_.base_url, options_.default_count, options_.max_count});
     if (!search) return outcome_response(400, search.error());
+    if (descending && search->after) return error_response(400, "value", "bad _cursor: not from a next link of this search");
     if (auto refused = check_subject(r, p, Endpoint::kObservationSearch, search->subject, "Observation", std::string(query)))
       return *refused;
     // Prefer: handling=strict (http://hl7.org/fhir/R4/search.html#errors): unknown parameters
@@ -207,40 +226,15 @@ class Handlers {
     for (const auto& [k, v] : r.headers)
       if ((k == "Prefer" || k == "prefer") && v.find("handling=strict") != std::string::npos && !search->ignored.empty())
         return error_response(400, "not-supported", "unknown search parameter (Prefer: handling=strict)");
-    std::string includes;  // for the self and next links
-    for (const auto& v : include_values) includes += "&_include=" + percent_encode(v);
+    if (descending) return sorted_observations(p, *search, inc, *descending, merged_cursor.value_or(""));
 
     std::vector<storage::StoredObservation> items;
     std::optional<storage::Cursor> next;
+    bool more = false;
     if (!search->matches_nothing && !clinical_cursor) {
-      // One store query per matching code (a token may stand for several stored codes, e.g.
-      // 2708-6 also matches 59408-5 readings), merged in (time, id) order. Each query returns
-      // its first `count` rows after the cursor, so the first `count` of the merge are the first
-      // `count` of the union.
-      std::vector<std::optional<std::string>> codes;
-      if (search->codes) codes.assign(search->codes->begin(), search->codes->end());
-      else codes.emplace_back(std::nullopt);
-      bool more = false;
-      for (const auto& code : codes) {
-        storage::ObservationQuery q;
-        q.subject = search->subject;
-        q.code = code;
-        q.from = search->from;
-        q.to = search->to;
-        q.after = search->after;
-        q.limit = search->count;
-        auto page = store_.observations().search(q);
-        if (!page) return internal_error(page.error());
-        more = more || page->next.has_value();
-        std::move(page->items.begin(), page->items.end(), std::back_inserter(items));
-      }
-      std::sort(items.begin(), items.end(), [](const auto& a, const auto& b) {
-        return std::pair(a.reading.time, a.id) < std::pair(b.reading.time, b.id);
-      });
-      if (items.size() > search->count) {
-        items.resize(search->count);
-        more = true;
-      }
+      auto found = home_observations(*search, search->after, false, search->count, more);
+      if (!found) return internal_error(found.error());
+      items = std::move(*found);
       if (more && !items.empty()) next = storage::Cursor{core::to_unix_millis(items.back().reading.time), items.back().id};
     }
     // The clinical phase: Observations imported from hospital systems, when the home phase
@@ -248,20 +242,7 @@ class Handlers {
     std::vector<clinical::StoredResource> clinical_items;
     std::optional<std::string> next_clinical;  // the clinical cursor of the next page
     if (options_.clinical && !search->matches_nothing && !next && items.size() < search->count) {
-      clinical::Query q;
-      q.type = "Observation";
-      q.subject = search->subject;
-      if (search->codes)
-        for (const auto& code : *search->codes) q.tokens.push_back({"code", "", code});
-      if (search->from) {
-        const auto ms = core::to_unix_millis(*search->from);
-        q.dates.push_back({clinical::Prefix::kGe, {ms, ms + 1}});
-      }
-      if (search->to) {
-        const auto ms = core::to_unix_millis(*search->to);
-        q.dates.push_back({clinical::Prefix::kLt, {ms, ms + 1}});
-      }
-      q.sort = clinical::SortBy::kDate;
+      clinical::Query q = clinical_observation_query(*search, false);
       q.cursor = clinical_cursor.value_or("");
       q.limit = static_cast<int>(search->count - items.size());
       auto page = options_.clinical->search(q);
@@ -275,6 +256,160 @@ class Handlers {
       next_clinical = "";  // a full home page and no more home readings: the clinical phase next
     }
 
+    std::string next_url;
+    if (next) {
+      next_url = search_url(options_.base_url, *search, next) + inc.link;
+    } else if (next_clinical) {
+      next_url = search_url(options_.base_url, *search, std::nullopt) + inc.link + "&_cursor=" + percent_encode("c:" + *next_clinical);
+    }
+    std::vector<ObservationEntry> entries;
+    for (const auto& o : items) entries.push_back({&o, nullptr});
+    for (const auto& c : clinical_items) entries.push_back({nullptr, &c});
+    return observation_bundle(p, *search, inc, search_url(options_.base_url, *search, search->after) + inc.link, next_url,
+                              entries);
+  }
+
+  struct ObservationIncludes {
+    bool patient = false;
+    bool device = false;
+    std::string link;  // "&_include=..." for the self and next links
+  };
+  // One entry of an Observation searchset: a home reading or a clinical Observation.
+  struct ObservationEntry {
+    const storage::StoredObservation* home = nullptr;
+    const clinical::StoredResource* clinical = nullptr;
+  };
+
+  // The home readings of a search: one store query per matching code (a token may stand for
+  // several stored codes, e.g. 2708-6 also matches 59408-5 readings), merged in (time, id) order
+  // (descending: newest first). Each query returns its first `limit` rows after the cursor, so
+  // the first `limit` of the merge are the first `limit` of the union. `more`: rows remain.
+  Result<std::vector<storage::StoredObservation>> home_observations(const ObservationSearch& search,
+                                                                     const std::optional<storage::Cursor>& after,
+                                                                     bool descending, std::size_t limit, bool& more) const {
+    std::vector<std::optional<std::string>> codes;
+    if (search.codes) codes.assign(search.codes->begin(), search.codes->end());
+    else codes.emplace_back(std::nullopt);
+    std::vector<storage::StoredObservation> items;
+    more = false;
+    for (const auto& code : codes) {
+      storage::ObservationQuery q;
+      q.subject = search.subject;
+      q.code = code;
+      q.from = search.from;
+      q.to = search.to;
+      q.after = after;
+      q.limit = limit;
+      q.descending = descending;
+      auto page = store_.observations().search(q);
+      if (!page) return tl::unexpected(page.error());
+      more = more || page->next.has_value();
+      std::move(page->items.begin(), page->items.end(), std::back_inserter(items));
+    }
+    std::sort(items.begin(), items.end(), [descending](const auto& a, const auto& b) {
+      return descending ? std::pair(b.reading.time, b.id) < std::pair(a.reading.time, a.id)
+                        : std::pair(a.reading.time, a.id) < std::pair(b.reading.time, b.id);
+    });
+    if (items.size() > limit) {
+      items.resize(limit);
+      more = true;
+    }
+    return items;
+  }
+
+  // The clinical Observations matching the search's subject, codes and date bounds, by date.
+  static clinical::Query clinical_observation_query(const ObservationSearch& search, bool descending) {
+    clinical::Query q;
+    q.type = "Observation";
+    q.subject = search.subject;
+    if (search.codes)
+      for (const auto& code : *search.codes) q.tokens.push_back({"code", "", code});
+    if (search.from) {
+      const auto ms = core::to_unix_millis(*search.from);
+      q.dates.push_back({clinical::Prefix::kGe, {ms, ms + 1}});
+    }
+    if (search.to) {
+      const auto ms = core::to_unix_millis(*search.to);
+      q.dates.push_back({clinical::Prefix::kLt, {ms, ms + 1}});
+    }
+    q.sort = clinical::SortBy::kDate;
+    q.descending = descending;
+    return q;
+  }
+
+  // _sort=date | -date: the home readings and the clinical Observations merged by date (a
+  // clinical Observation's date is the start of its effective time, or issued; one without a
+  // date sorts first ascending, last descending). The cursor "<home>~<clinical>" keeps the
+  // position in each source: "" not started, "x" exhausted, else that source's cursor, so a
+  // page continues each source right after the last resource of it shown, whatever arrives.
+  Response sorted_observations(const Principal& p, const ObservationSearch& search, const ObservationIncludes& inc,
+                               bool descending, const std::string& cursor) const {
+    std::string home_pos, clinical_pos;
+    if (!cursor.empty()) {
+      const auto tilde = cursor.find('~');
+      if (tilde == std::string::npos) return error_response(400, "value", "bad _cursor: not from a next link of this search");
+      home_pos = cursor.substr(0, tilde);
+      clinical_pos = cursor.substr(tilde + 1);
+    }
+    std::optional<storage::Cursor> home_after;
+    if (!home_pos.empty() && home_pos != "x") {
+      home_after = parse_cursor(home_pos);
+      if (!home_after) return error_response(400, "value", "bad _cursor: not from a next link of this search");
+    }
+    std::vector<storage::StoredObservation> home;
+    bool home_more = false;
+    if (!search.matches_nothing && home_pos != "x") {
+      auto found = home_observations(search, home_after, descending, search.count, home_more);
+      if (!found) return internal_error(found.error());
+      home = std::move(*found);
+    }
+    std::vector<clinical::StoredResource> clin;
+    bool clinical_more = false;
+    if (options_.clinical && !search.matches_nothing && clinical_pos != "x") {
+      clinical::Query q = clinical_observation_query(search, descending);
+      q.cursor = clinical_pos;
+      q.limit = static_cast<int>(search.count);
+      auto page = options_.clinical->search(q);
+      if (!page) {
+        if (page.error().code == core::Code::kInvalidArgument) return error_response(400, "value", "bad _cursor");
+        return internal_error(page.error());
+      }
+      clin = std::move(page->resources);
+      clinical_more = !page->next_cursor.empty();
+    }
+    // Merge: take the earlier (descending: the later) head until the page is full; on equal
+    // dates the home reading first.
+    std::vector<ObservationEntry> entries;
+    std::size_t h = 0, c = 0;
+    while (entries.size() < search.count && (h < home.size() || c < clin.size())) {
+      bool take_home = c >= clin.size();
+      if (h < home.size() && c < clin.size()) {
+        const std::int64_t ht = core::to_unix_millis(home[h].reading.time), ct = clin[c].sort_key;
+        take_home = descending ? ht >= ct : ht <= ct;
+      }
+      if (take_home) entries.push_back({&home[h++], nullptr});
+      else entries.push_back({nullptr, &clin[c++]});
+    }
+    // Where each source stands after this page.
+    std::string next_home = home_pos, next_clinical = clinical_pos;
+    if (search.matches_nothing || (h == home.size() && !home_more)) next_home = "x";
+    else if (h > 0) next_home = format_cursor({core::to_unix_millis(home[h - 1].reading.time), home[h - 1].id});
+    if (!options_.clinical || search.matches_nothing || (c == clin.size() && !clinical_more)) next_clinical = "x";
+    else if (c > 0) next_clinical = clin[c - 1].cursor;
+    const std::string sort = descending ? "&_sort=-date" : "&_sort=date";
+    const std::string base = search_url(options_.base_url, search, std::nullopt) + sort + inc.link;
+    std::string self = base;
+    if (!cursor.empty()) self += "&_cursor=" + percent_encode("m:" + cursor);
+    std::string next_url;
+    if (next_home != "x" || next_clinical != "x") next_url = base + "&_cursor=" + percent_encode("m:" + next_home + "~" + next_clinical);
+    return observation_bundle(p, search, inc, self, next_url, entries);
+  }
+
+  // The searchset Bundle of an Observation search: the entries, then the included Patient and
+  // Devices, then the OperationOutcome naming ignored parameters.
+  Response observation_bundle(const Principal& p, const ObservationSearch& search, const ObservationIncludes& inc,
+                              const std::string& self_url, const std::string& next_url,
+                              const std::vector<ObservationEntry>& entries) const {
     JsonBuffer buffer;
     JsonWriter w(buffer);
     w.StartObject();
@@ -284,25 +419,26 @@ class Handlers {
     w.StartArray();
     w.StartObject();
     write_member(w, "relation", "self");
-    write_member(w, "url", search_url(options_.base_url, *search, search->after) + includes);
+    write_member(w, "url", self_url);
     w.EndObject();
-    if (next) {
+    if (!next_url.empty()) {
       w.StartObject();
       write_member(w, "relation", "next");
-      write_member(w, "url", search_url(options_.base_url, *search, next) + includes);
-      w.EndObject();
-    } else if (next_clinical) {
-      w.StartObject();
-      write_member(w, "relation", "next");
-      write_member(w, "url", search_url(options_.base_url, *search, std::nullopt) + includes + "&_cursor=" +
-                                 percent_encode("c:" + *next_clinical));
+      write_member(w, "url", next_url);
       w.EndObject();
     }
     w.EndArray();
-    if (!items.empty() || !clinical_items.empty() || !search->ignored.empty()) {
+    if (!entries.empty() || !search.ignored.empty()) {
       write_key(w, "entry");
       w.StartArray();
-      for (const auto& o : items) {
+      std::vector<std::string> devices;
+      for (const auto& e : entries) {
+        if (e.clinical) {
+          write_entry(w, *e.clinical, "match");
+          continue;
+        }
+        const auto& o = *e.home;
+        if (std::find(devices.begin(), devices.end(), o.reading.device) == devices.end()) devices.push_back(o.reading.device);
         w.StartObject();
         write_member(w, "fullUrl", options_.base_url + "/Observation/" + std::to_string(o.id));
         write_key(w, "resource");
@@ -313,16 +449,12 @@ class Handlers {
         w.EndObject();
         w.EndObject();
       }
-      for (const auto& c : clinical_items) write_entry(w, c, "match");
-      if (include_patient && (!items.empty() || !clinical_items.empty())) {
-        Response patient = read_patient_body(p, search->subject);
+      if (inc.patient && !entries.empty()) {
+        Response patient = read_patient_body(p, search.subject);
         if (patient.status == 200)
-          write_raw_entry(w, options_.base_url + "/Patient/" + search->subject, patient.body, "include");
+          write_raw_entry(w, options_.base_url + "/Patient/" + search.subject, patient.body, "include");
       }
-      if (include_device) {
-        std::vector<std::string> devices;
-        for (const auto& o : items)
-          if (std::find(devices.begin(), devices.end(), o.reading.device) == devices.end()) devices.push_back(o.reading.device);
+      if (inc.device) {
         for (const auto& id : devices) {
           if (!valid_fhir_id(id)) continue;
           auto device = store_.registry().find_device(id);
@@ -331,7 +463,7 @@ class Handlers {
           write_raw_entry(w, options_.base_url + "/Device/" + id, device_json(**device), "include");
         }
       }
-      if (!search->ignored.empty()) write_ignored_outcome(w, search->ignored);
+      if (!search.ignored.empty()) write_ignored_outcome(w, search.ignored);
       w.EndArray();
     }
     w.EndObject();
@@ -397,7 +529,13 @@ class Handlers {
   }
 
   // GET Observation/$lastn?patient=&code=&max= (http://hl7.org/fhir/R4/observation-operation-lastn.html):
-  // the newest `max` home readings per code.
+  // the newest `max` Observations per code, home readings and clinical Observations together
+  // (docs/fhir.md, "$lastn"). A home reading is grouped by its stored code. A clinical
+  // Observation is grouped by its LOINC coding: of several LOINC codings, the first that one of
+  // the asked codes names (with code=), else the first that the patient's home readings use (so
+  // a hospital's 2708-6 + 59408-5 oxygen saturation joins the home pulse oximetry), else the
+  // first; one without a LOINC coding by its first coding ("system|code"); one without any
+  // coding is left out. Groups in code order, newest first within a group.
   Response lastn(const Request& r, const Principal& p, std::string_view query) const {
     auto params = parse_query(query);
     if (!params) return error_response(400, "value", "malformed query string (bad percent-encoding)");
@@ -405,16 +543,132 @@ class Handlers {
     if (!request) return outcome_response(400, request.error());
     if (auto refused = check_subject(r, p, Endpoint::kLastn, request->subject, "Observation", std::string(query)))
       return *refused;
+    struct Item {
+      std::string group;
+      std::int64_t time = 0;
+      const storage::StoredObservation* home = nullptr;
+      const clinical::StoredResource* clinical = nullptr;
+    };
     std::vector<storage::StoredObservation> latest;
+    std::vector<clinical::StoredResource> clinical_found;
+    std::vector<Item> items;
     if (!request->matches_nothing) {
       auto found = store_.observations().latest(request->subject, request->codes, request->max);
       if (!found) return internal_error(found.error());
       latest = std::move(*found);
+      for (const auto& o : latest) items.push_back({o.reading.code, core::to_unix_millis(o.reading.time), &o, nullptr});
+    }
+    if (options_.clinical && !request->matches_nothing) {
+      std::vector<std::string> home_codes;
+      for (const auto& o : latest) home_codes.push_back(o.reading.code);
+      clinical::Query q;
+      q.type = "Observation";
+      q.subject = request->subject;
+      for (const auto& code : request->codes) {
+        const auto* info = core::find_code(code);
+        q.tokens.push_back({"code", std::string(info ? info->system : core::kLoincSystem), code});
+      }
+      q.sort = clinical::SortBy::kDate;
+      q.descending = true;
+      q.limit = 1000;
+      std::map<std::string, std::size_t> taken;  // clinical Observations per group so far
+      for (;;) {
+        auto page = options_.clinical->search(q);
+        if (!page) return internal_error(page.error());
+        for (auto& c : page->resources) {
+          const std::string group = lastn_group(c.json, request->codes, home_codes);
+          if (group.empty() || taken[group] >= request->max) continue;
+          ++taken[group];
+          clinical_found.push_back(std::move(c));
+        }
+        if (page->next_cursor.empty()) break;
+        q.cursor = page->next_cursor;
+      }
+      for (const auto& c : clinical_found)
+        items.push_back({lastn_group(c.json, request->codes, home_codes), c.sort_key, nullptr, &c});
+    }
+    // Per group the newest `max` of both sources; on equal times the home reading first.
+    std::stable_sort(items.begin(), items.end(), [](const Item& a, const Item& b) {
+      if (a.group != b.group) return a.group < b.group;
+      if (a.time != b.time) return a.time > b.time;
+      return a.home && !b.home;
+    });
+    std::vector<const Item*> kept;
+    for (std::size_t i = 0, n = 0; i < items.size(); ++i) {
+      n = i > 0 && items[i].group == items[i - 1].group ? n + 1 : 0;
+      if (n < request->max) kept.push_back(&items[i]);
     }
     std::string self = options_.base_url + "/Observation/$lastn?";
     for (const auto& q : request->link_params) self += percent_encode(q.name) + "=" + percent_encode(q.value) + "&";
     self.pop_back();
-    return json_response(200, lastn_bundle_json(latest, rules(), {options_.base_url, self, ""}));
+    JsonBuffer buffer;
+    JsonWriter w(buffer);
+    w.StartObject();
+    write_member(w, "resourceType", "Bundle");
+    write_member(w, "type", "searchset");
+    write_key(w, "total");
+    w.Int(static_cast<int>(kept.size()));
+    write_key(w, "link");
+    w.StartArray();
+    w.StartObject();
+    write_member(w, "relation", "self");
+    write_member(w, "url", self);
+    w.EndObject();
+    w.EndArray();
+    if (!kept.empty() || !request->ignored.empty()) {
+      write_key(w, "entry");
+      w.StartArray();
+      for (const Item* item : kept) {
+        if (item->clinical) {
+          write_entry(w, *item->clinical, "match");
+          continue;
+        }
+        w.StartObject();
+        write_member(w, "fullUrl", options_.base_url + "/Observation/" + std::to_string(item->home->id));
+        write_key(w, "resource");
+        write_observation(w, *item->home, rules());
+        write_key(w, "search");
+        w.StartObject();
+        write_member(w, "mode", "match");
+        w.EndObject();
+        w.EndObject();
+      }
+      if (!request->ignored.empty()) write_ignored_outcome(w, request->ignored);
+      w.EndArray();
+    }
+    w.EndObject();
+    return json_response(200, to_string(buffer));
+  }
+
+  // The $lastn group of a clinical Observation (see lastn()); "" when it has no coding.
+  static std::string lastn_group(const std::string& json, const std::vector<std::string>& asked,
+                                 const std::vector<std::string>& home_codes) {
+    rapidjson::Document d;
+    d.Parse(json.c_str(), json.size());
+    if (d.HasParseError() || !d.IsObject() || !d.HasMember("code") || !d["code"].IsObject()) return "";
+    const auto& code = d["code"];
+    if (!code.HasMember("coding") || !code["coding"].IsArray()) return "";
+    std::vector<std::string> loinc;
+    std::string first;
+    for (const auto& c : code["coding"].GetArray()) {
+      if (!c.IsObject() || !c.HasMember("code") || !c["code"].IsString()) continue;
+      const std::string system = c.HasMember("system") && c["system"].IsString() ? c["system"].GetString() : "";
+      if (system == core::kLoincSystem) loinc.emplace_back(c["code"].GetString());
+      if (first.empty()) first = system + "|" + c["code"].GetString();
+    }
+    auto pick = [&](const std::vector<std::string>& wanted) -> std::string {
+      for (const auto& l : loinc)
+        if (std::find(wanted.begin(), wanted.end(), l) != wanted.end()) return l;
+      return "";
+    };
+    if (!asked.empty()) {
+      // A telehub code (not LOINC) asked for matches that coding.
+      for (const auto& a : asked)
+        if (first == std::string(core::kTelehubCodeSystem) + "|" + a) return a;
+      return pick(asked);
+    }
+    if (auto h = pick(home_codes); !h.empty()) return h;
+    return loinc.empty() ? first : loinc.front();
   }
 
   // GET Patient/<id>/$summary: the International Patient Summary document (ips.h, docs/ips.md).

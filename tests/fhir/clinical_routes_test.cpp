@@ -6,6 +6,8 @@
 #include <catch2/catch.hpp>
 
 #include <fstream>
+#include <functional>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -200,6 +202,195 @@ TEST_CASE("a Synthea Bundle posted by a care client reads back, searches, pages 
 
   std::vector<std::string> sample(f.bodies.begin() + 1, f.bodies.end());  // the big response Bundle is checked by the import tests
   auto validated = testing::fhir_validate(sample);
+  INFO(validated.output.substr(0, 3000));
+  CHECK(validated.exit_code == 0);
+}
+
+namespace {
+
+// The date an Observation entry sorts by: effectiveDateTime, effectivePeriod.start or issued,
+// in Unix ms (the router's merge order; these Synthea and home Observations have one).
+std::int64_t entry_date(const rapidjson::Value& entry) {
+  const auto& o = entry["resource"];
+  std::string text;
+  if (o.HasMember("effectiveDateTime")) text = o["effectiveDateTime"].GetString();
+  else if (o.HasMember("effectivePeriod")) text = o["effectivePeriod"]["start"].GetString();
+  else if (o.HasMember("issued")) text = o["issued"].GetString();
+  auto range = clinical::fhir_date_range(text);
+  REQUIRE(range);
+  return range->from_ms;
+}
+
+// Imports the Synthea patient and gives them 60 home heart-rate readings from 2012 to 2021,
+// between the clinical Observations' dates. Returns the patient's pseudonym.
+std::string synthea_with_home_readings(Fixture& f, const std::string& token) {
+  const std::string bundle = slurp(std::string(TELEHUB_SHARED_DIR) + "/synthea/Kirsten_Witting_a09212a3-af3e-4194-b1d1-3f0a543222f6.json");
+  auto posted = f.call("POST", "/fhir", token, bundle);
+  REQUIRE(posted.status == 200);
+  std::string patient;
+  for (const auto& e : parse(posted.body)["entry"].GetArray()) {
+    const std::string location = e["response"]["location"].GetString();
+    if (location.starts_with("Patient/")) patient = location.substr(8, 32);
+  }
+  REQUIRE(patient.size() == 32);
+  const auto subject = *privacy::SubjectPseudonym::parse(patient);
+  const std::int64_t t0 = 1'328'000'000'000;  // 2012-01-31
+  for (std::uint64_t i = 0; i < 60; ++i) {
+    storage::MessageBatch b;
+    b.device_id = "dev-sort";
+    b.sequence = i + 1;
+    b.content_hash = "h" + std::to_string(i);
+    b.received_at = core::system_clock().now();
+    core::Reading r;
+    r.device = b.device_id;
+    r.code = "8867-4";
+    r.value = 60 + static_cast<double>(i % 30);
+    r.unit = "/min";
+    r.time = core::from_unix_millis(t0 + static_cast<std::int64_t>(i) * 5'000'000'000);  // every ~58 days
+    r.sequence = b.sequence;
+    b.readings.push_back(privacy::PseudonymousReading::bind(std::move(r), subject));
+    REQUIRE(f.store->observations().append(std::move(b)));
+  }
+  return patient;
+}
+
+// Walks an Observation search to its last page; returns the entries' fullUrls and dates.
+std::vector<std::pair<std::string, std::int64_t>> walk(Fixture& f, const std::string& token, std::string target,
+                                                       const std::function<void(int)>& after_page = {}) {
+  std::vector<std::pair<std::string, std::int64_t>> out;
+  for (int pages = 0; !target.empty() && pages < 100; ++pages) {
+    auto response = f.call("GET", target, token);
+    INFO(target << "\n" << response.body.substr(0, 600));
+    REQUIRE(response.status == 200);
+    auto page = parse(response.body);
+    if (page.HasMember("entry"))
+      for (const auto& e : page["entry"].GetArray()) out.emplace_back(e["fullUrl"].GetString(), entry_date(e));
+    target = next_link(page).empty() ? "" : Fixture::target_of(next_link(page));
+    if (after_page) after_page(pages);
+  }
+  REQUIRE(target.empty());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("Observation _sort=date and -date merge home readings and clinical Observations by date, paging each once",
+          "[fhir][clinical]") {
+  Fixture f;
+  const std::string token = f.api_token("hospital-a", "org-a");
+  const std::string patient = synthea_with_home_readings(f, token);
+
+  const auto ascending = walk(f, token, "/fhir/Observation?patient=" + patient + "&_sort=date&_count=7");
+  REQUIRE(ascending.size() == 179 + 60);
+  std::set<std::string> ids;
+  for (const auto& [url, date] : ascending) ids.insert(url);
+  CHECK(ids.size() == ascending.size());
+  bool ordered = true;
+  for (std::size_t i = 1; i < ascending.size(); ++i) ordered = ordered && ascending[i - 1].second <= ascending[i].second;
+  CHECK(ordered);
+  // Home readings really are interleaved with clinical ones (Synthea's come in clusters per
+  // encounter), not in one block; home reading ids are short numbers, clinical ids 32 hex.
+  auto is_home = [](const std::string& url) { return url.size() - url.rfind('/') - 1 < 32; };
+  std::size_t switches = 0;
+  for (std::size_t i = 1; i < ascending.size(); ++i) switches += is_home(ascending[i - 1].first) != is_home(ascending[i].first);
+  CHECK(switches > 10);
+
+  // Newest first, while a newer reading arrives in the middle of the walk: it is not shown (it
+  // sorts before the position already reached), nothing repeats, nothing is lost.
+  const auto subject = *privacy::SubjectPseudonym::parse(patient);
+  const auto descending = walk(f, token, "/fhir/Observation?patient=" + patient + "&_sort=-date&_count=13", [&](int page) {
+    if (page != 3) return;
+    storage::MessageBatch b;
+    b.device_id = "dev-sort";
+    b.sequence = 1000;
+    b.content_hash = "late";
+    b.received_at = core::system_clock().now();
+    core::Reading r;
+    r.device = b.device_id;
+    r.code = "8867-4";
+    r.value = 77;
+    r.unit = "/min";
+    r.time = core::from_unix_millis(1'700'000'000'000);  // 2023, newer than everything
+    r.sequence = b.sequence;
+    b.readings.push_back(privacy::PseudonymousReading::bind(std::move(r), subject));
+    REQUIRE(f.store->observations().append(std::move(b)));
+  });
+  REQUIRE(descending.size() == ascending.size());
+  ordered = true;
+  for (std::size_t i = 1; i < descending.size(); ++i) ordered = ordered && descending[i - 1].second >= descending[i].second;
+  CHECK(ordered);
+  std::set<std::string> desc_ids;
+  for (const auto& [url, date] : descending) desc_ids.insert(url);
+  CHECK(desc_ids == ids);
+
+  // Refusals: another sort, a cursor of the unsorted search, a damaged merged cursor.
+  CHECK(f.call("GET", "/fhir/Observation?patient=" + patient + "&_sort=code", token).status == 400);
+  CHECK(f.call("GET", "/fhir/Observation?patient=" + patient + "&_sort=-date&_cursor=c:00", token).status == 400);
+  CHECK(f.call("GET", "/fhir/Observation?patient=" + patient + "&_sort=-date&_cursor=m:nonsense", token).status == 400);
+  CHECK(f.call("GET", "/fhir/Observation?patient=" + patient + "&_cursor=m:x~x", token).status == 400);
+
+  auto validated = testing::fhir_validate({f.bodies.begin() + 1, f.bodies.begin() + 6});
+  INFO(validated.output.substr(0, 3000));
+  CHECK(validated.exit_code == 0);
+}
+
+TEST_CASE("Observation $lastn groups home readings and clinical Observations by their LOINC coding", "[fhir][clinical]") {
+  Fixture f;
+  const std::string token = f.api_token("hospital-a", "org-a");
+  const std::string patient = synthea_with_home_readings(f, token);
+  // A hospital heart rate carrying a local coding first and LOINC second, newer than every
+  // home reading: it must join the 8867-4 group.
+  const std::string local_hr = R"({"resourceType":"Observation","status":"final",
+    "category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"vital-signs"}]}],
+    "code":{"coding":[{"system":"urn:oid:2.16.840.1.113883.2.4.3.11.999","code":"HR-1"},{"system":"http://loinc.org","code":"8867-4"}]},
+    "subject":{"reference":"Patient/)" + patient + R"("},"effectiveDateTime":"2022-06-01T10:00:00Z",
+    "valueQuantity":{"value":88,"unit":"/min","system":"http://unitsofmeasure.org","code":"/min"}})";
+  auto created = f.call("POST", "/fhir/Observation", token, local_hr);
+  if (created.status == 404 || created.status == 405) {
+    // No plain create route: send it in a batch Bundle.
+    created = f.call("POST", "/fhir", token,
+                     R"({"resourceType":"Bundle","type":"batch","entry":[{"resource":)" + local_hr +
+                         R"(,"request":{"method":"POST","url":"Observation"}}]})");
+  }
+  INFO(created.body.substr(0, 1000));
+  REQUIRE(created.status < 300);
+
+  auto response = f.call("GET", "/fhir/Observation/$lastn?patient=" + patient + "&code=http://loinc.org|8867-4&max=3", token);
+  INFO(response.body.substr(0, 2000));
+  REQUIRE(response.status == 200);
+  auto bundle = parse(response.body);
+  REQUIRE(bundle["entry"].Size() == 3);
+  // Newest first: the hospital's 2022 reading, then the two newest home readings (2021).
+  CHECK(bundle["entry"][0]["resource"]["valueQuantity"]["value"].GetDouble() == 88);
+  CHECK(std::string(bundle["entry"][0]["resource"]["code"]["coding"][0]["code"].GetString()) == "HR-1");
+  CHECK(entry_date(bundle["entry"][0]) > entry_date(bundle["entry"][1]));
+  CHECK(entry_date(bundle["entry"][1]) > entry_date(bundle["entry"][2]));
+  const std::string home_url = bundle["entry"][1]["fullUrl"].GetString();
+  CHECK(home_url.size() - home_url.rfind('/') - 1 < 32);  // a home reading id
+
+  // Every code: one per group; the Synthea body weight (29463-7) and the heart rate group each
+  // appear once, and each group's member is its newest.
+  auto all = parse(f.call("GET", "/fhir/Observation/$lastn?patient=" + patient, token).body);
+  std::map<std::string, int> per_group;
+  std::string heart_rate_value;
+  for (const auto& e : all["entry"].GetArray()) {
+    const auto& codings = e["resource"]["code"]["coding"];
+    std::string group;
+    for (const auto& c : codings.GetArray())
+      if (std::string(c["system"].GetString()) == "http://loinc.org" && group.empty()) group = c["code"].GetString();
+    if (group.empty()) group = codings[0]["code"].GetString();
+    ++per_group[group];
+    if (group == "8867-4") heart_rate_value = std::to_string(e["resource"]["valueQuantity"]["value"].GetDouble());
+  }
+  CHECK(per_group["29463-7"] == 1);
+  CHECK(per_group["8867-4"] == 1);
+  CHECK(heart_rate_value.starts_with("88"));
+  for (const auto& [group, n] : per_group) {
+    INFO(group);
+    CHECK(n == 1);
+  }
+
+  auto validated = testing::fhir_validate({f.bodies.back(), response.body});
   INFO(validated.output.substr(0, 3000));
   CHECK(validated.exit_code == 0);
 }
