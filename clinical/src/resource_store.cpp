@@ -610,7 +610,8 @@ class SqliteResourceStore final : public ResourceStore {
   }
 
   Result<Page> of_subject(std::string_view pseudonym, const std::vector<std::string>& types,
-                          std::optional<core::TimePoint> since, std::string_view cursor, int limit) override {
+                          std::optional<core::TimePoint> since, std::string_view cursor, int limit,
+                          std::optional<DateRange> care) override {
     if (limit < 1 || limit > 1000) return bad_query("limit must be 1..1000");
     if (pseudonym.empty()) return bad_query("an empty subject");
     for (const auto& t : types)
@@ -626,7 +627,8 @@ class SqliteResourceStore final : public ResourceStore {
         "SELECT c.type, c.id, c.version, c.last_updated_ms, c.subject, v.json, c.rid FROM current c"
         " JOIN versions v ON v.type = c.type AND v.id = c.id AND v.version = c.version"
         " WHERE c.subject = ?1 AND (?2 IS NULL OR c.type IN (SELECT value FROM json_each(?2)))"
-        " AND (?3 IS NULL OR c.last_updated_ms >= ?3) AND c.rid > ?4 ORDER BY c.rid LIMIT ?5");
+        " AND (?3 IS NULL OR c.last_updated_ms >= ?3) AND c.rid > ?4"
+        " AND (?6 IS NULL OR c.has_date = 0 OR (c.date_from < ?7 AND c.date_to > ?6)) ORDER BY c.rid LIMIT ?5");
     if (!st) return tl::unexpected(io_error(st.error()));
     st->bind(1, pseudonym);
     if (types.empty()) {
@@ -641,6 +643,8 @@ class SqliteResourceStore final : public ResourceStore {
     if (since) st->bind(3, core::to_unix_millis(*since));
     else st->bind_null(3);
     st->bind(4, after).bind(5, static_cast<std::int64_t>(limit) + 1);
+    if (care) st->bind(6, care->from_ms).bind(7, care->to_ms);
+    else st->bind_null(6).bind_null(7);
     Page page;
     std::int64_t last_rid = 0;
     for (;;) {

@@ -1154,8 +1154,12 @@ class Handlers {
       for (const auto& t : types)
         if (t != "Patient" && t != "Device") clinical_types.push_back(t);
       if (types.empty() || !clinical_types.empty()) {
+        // start/end: the care dates (http://hl7.org/fhir/R4/patient-operation-everything.html).
+        std::optional<clinical::DateRange> care;
+        if (start || end)
+          care = clinical::DateRange{start ? core::to_unix_millis(*start) : INT64_MIN, end ? core::to_unix_millis(*end) : INT64_MAX};
         auto page = options_.clinical->of_subject(id, clinical_types, since, cursor.starts_with("c:") ? cursor.substr(2) : "",
-                                                  static_cast<int>(room));
+                                                  static_cast<int>(room), care);
         if (!page) {
           if (page.error().code == core::Code::kInvalidArgument) return error_response(400, "value", "bad _cursor");
           return internal_error(page.error());

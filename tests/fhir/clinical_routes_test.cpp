@@ -12,6 +12,8 @@
 #include <sstream>
 
 #include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 
 #include "../auth/test_signer.h"
 #include "telehub/auth/token_service.h"
@@ -393,4 +395,53 @@ TEST_CASE("Observation $lastn groups home readings and clinical Observations by 
   auto validated = testing::fhir_validate({f.bodies.back(), response.body});
   INFO(validated.output.substr(0, 3000));
   CHECK(validated.exit_code == 0);
+}
+
+TEST_CASE("Patient $everything start and end select clinical records by their care date", "[fhir][clinical]") {
+  Fixture f;
+  const std::string token = f.api_token("hospital-a", "org-a");
+  const std::string patient = synthea_with_home_readings(f, token);
+  auto collect = [&](const std::string& query) {
+    std::vector<std::string> bodies;
+    std::string target = "/fhir/Patient/" + patient + "/$everything?_count=200" + query;
+    for (int pages = 0; !target.empty() && pages < 20; ++pages) {
+      auto r = f.call("GET", target, token);
+      REQUIRE(r.status == 200);
+      auto page = parse(r.body);
+      if (page.HasMember("entry"))
+        for (const auto& e : page["entry"].GetArray()) {
+          rapidjson::StringBuffer b;
+          rapidjson::Writer<rapidjson::StringBuffer> w(b);
+          e["resource"].Accept(w);
+          bodies.emplace_back(b.GetString());
+        }
+      target = next_link(page).empty() ? "" : Fixture::target_of(next_link(page));
+    }
+    return bodies;
+  };
+  const auto all = collect("");
+  const auto in_2015 = collect("&start=2015-01-01&end=2015-12-31");
+  CHECK(in_2015.size() < all.size());
+  // Every dated clinical record and home reading in the answer touches 2015; the Patient is in.
+  const std::int64_t from = clinical::fhir_date_range("2015")->from_ms, to = clinical::fhir_date_range("2015")->to_ms;
+  int dated = 0;
+  bool patient_seen = false;
+  for (const auto& body : in_2015) {
+    auto d = parse(body);
+    const std::string type = d["resourceType"].GetString();
+    if (type == "Patient") patient_seen = true;
+    for (const char* member : {"effectiveDateTime", "onsetDateTime", "performedDateTime", "occurrenceDateTime", "authoredOn"}) {
+      if (!d.HasMember(member)) continue;
+      auto range = clinical::fhir_date_range(d[member].GetString());
+      REQUIRE(range);
+      INFO(type << " " << member << " " << d[member].GetString());
+      CHECK((range->from_ms < to && range->to_ms > from));
+      ++dated;
+    }
+  }
+  CHECK(patient_seen);
+  CHECK(dated > 5);
+  // Everything 2015 holds, the unfiltered dossier holds too.
+  std::set<std::string> all_set(all.begin(), all.end());
+  for (const auto& body : in_2015) CHECK(all_set.count(body) == 1);
 }

@@ -220,10 +220,13 @@ class ResourceStore {
   // Patient/$everything: the subject's current resources of `types` (empty = all types) last
   // updated at or after `since` (when given), in write order (stable while resources arrive),
   // after `cursor` (Page::next_cursor of the previous call; "" = first page), at most `limit`
-  // (1..1000). Fails with invalid_argument/bad_query.
+  // (1..1000). `care`: only resources whose clinical date (the "date" index, docs/clinical.md)
+  // overlaps [care.from_ms, care.to_ms), and those without one (an allergy without onset is
+  // still part of the care in any period) — $everything's start and end. Fails with
+  // invalid_argument/bad_query.
   [[nodiscard]] virtual Result<Page> of_subject(std::string_view pseudonym, const std::vector<std::string>& types,
                                                 std::optional<core::TimePoint> since, std::string_view cursor,
-                                                int limit) = 0;
+                                                int limit, std::optional<DateRange> care = std::nullopt) = 0;
 
   // GDPR erasure: deletes every version and index entry of the subject's resources in one
   // transaction (secure_delete on), then truncates the WAL. Returns the number of resources
