@@ -637,6 +637,10 @@ class BeastServer final : public HttpServer {
   template <class Stream>
   net::awaitable<void> write(Stream& stream, Response response, unsigned version, bool keep_alive, bool head,
                              bool gzip_ok, beast::error_code& ec) {
+    if (!response.file.empty()) {
+      co_await write_file(stream, std::move(response), version, keep_alive, head, ec);
+      co_return;
+    }
     http::response<http::string_body> res{static_cast<http::status>(response.status), version};
     res.set(http::field::server, "telehub");
     if (!response.content_type.empty()) res.set(http::field::content_type, response.content_type);  // none on a 304
@@ -665,6 +669,44 @@ class BeastServer final : public HttpServer {
       co_await http::async_write_header(stream, serializer, net::redirect_error(net::use_awaitable, ec));
     } else {
       co_await http::async_write(stream, res, net::redirect_error(net::use_awaitable, ec));
+    }
+  }
+
+  // A response whose body is a file (Response::file): streamed from disk by Beast's file_body
+  // in pieces, so a large Bulk Data file never sits in memory whole; not gzip-coded. A file
+  // that cannot be opened is answered 404 like a missing one.
+  template <class Stream>
+  net::awaitable<void> write_file(Stream& stream, Response response, unsigned version, bool keep_alive, bool head,
+                                  beast::error_code& ec) {
+    http::response<http::file_body> res{static_cast<http::status>(response.status), version};
+    beast::error_code open_ec;
+    res.body().open(response.file.c_str(), beast::file_mode::scan, open_ec);
+    if (open_ec) {
+      Response missing;
+      missing.status = 404;
+      missing.content_type = "application/fhir+json; charset=utf-8";
+      missing.body = operation_outcome_json({Issue{"error", "not-found", "no such file"}});
+      co_await write(stream, std::move(missing), version, keep_alive, head, false, ec);
+      co_return;
+    }
+    res.set(http::field::server, "telehub");
+    if (!response.content_type.empty()) res.set(http::field::content_type, response.content_type);
+    for (const auto& [name, value] : response.headers) res.set(name, value);
+    if (!hsts_.empty()) res.set(http::field::strict_transport_security, hsts_);
+    res.keep_alive(keep_alive);
+    res.prepare_payload();
+    tcp_layer(stream).expires_after(options_.request_timeout);
+    http::response_serializer<http::file_body> serializer{res};
+    if (head) {
+      co_await http::async_write_header(stream, serializer, net::redirect_error(net::use_awaitable, ec));
+      co_return;
+    }
+    // The write deadline applies to each piece, not the whole file: a large export over a slow
+    // link is not cut off, a stalled reader still is.
+    while (!serializer.is_done()) {
+      co_await http::async_write_some(stream, serializer, net::redirect_error(net::use_awaitable, ec));
+      if (ec) co_return;
+      tcp_layer(stream).expires_after(options_.request_timeout);
     }
   }
 

@@ -832,12 +832,11 @@ class Handlers {
       if (path.error().code == core::Code::kFailedPrecondition) return error_response(404, "not-found", "the export is not complete");
       return internal_error(path.error());
     }
-    std::ifstream in(*path, std::ios::binary);
-    if (!in) return not_found("no such file");
-    std::string body((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(*path, ec)) return not_found("no such file");
     Response r;
     r.content_type = "application/fhir+ndjson";
-    r.body = std::move(body);
+    r.file = *path;  // streamed by the HTTP server
     return r;
   }
 
@@ -1830,7 +1829,25 @@ Response Router::handle(const Request& original) const {
     Request request = original;
     Representation representation;
     if (auto refused = negotiate(request, representation)) return *refused;
-    return finish(request, representation, route_request(request));
+    // HEAD is answered as GET (the HTTP server sends the headers only, RFC 9110 section 9.3.2),
+    // except where GET is not safe: a Bulk Data kick-off starts an export job.
+    const bool head = request.method == "HEAD";
+    if (head) {
+      const std::string_view path = std::string_view(request.target).substr(0, request.target.find('?'));
+      const auto last = path.substr(path.rfind('/') + 1);
+      if (last == "$export") {
+        auto r = error_response(405, "not-supported", "HEAD would start an export; use GET");
+        r.headers.emplace_back("Allow", "GET");
+        return r;
+      }
+      request.method = "GET";
+    }
+    Response response = finish(request, representation, route_request(request));
+    // Wherever GET is allowed, so is HEAD.
+    for (auto& [name, value] : response.headers)
+      if (name == "Allow" && (value == "GET" || value.starts_with("GET,")) && value.find("HEAD") == std::string::npos)
+        value.insert(3, ", HEAD");
+    return response;
   } catch (const std::exception& e) {
     core::log_error(kLogComponent, std::string("request failed: ") + e.what());
     return error_response(500, "exception", "internal error");

@@ -528,13 +528,23 @@ TEST_CASE("errors are OperationOutcomes with the right status", "[fhir]") {
   // Patient search is for the care role: 403 without authentication.
   CHECK(issue_code(f.get_json("/fhir/Patient", 403)) == "forbidden");
 
-  // Methods other than GET: 405 with Allow.
-  for (const char* method : {"POST", "PUT", "DELETE", "PATCH", "HEAD"}) {
+  // HEAD is answered as GET (the HTTP server drops the body); other methods: 405 with Allow.
+  for (const std::string& target : std::vector<std::string>{"/fhir/metadata", "/fhir/Observation?patient=" + f.p1, "/fhir/Patient/" + f.p1}) {
+    INFO(target);
+    auto get = f.call("GET", target);
+    auto head = f.call("HEAD", target);
+    CHECK(get.status == 200);
+    CHECK(head.status == get.status);
+    CHECK(head.body.size() == get.body.size());
+    CHECK(head.content_type == get.content_type);
+  }
+  CHECK(f.call("HEAD", "/fhir/$export").status == 405);  // HEAD must not start an export
+  for (const char* method : {"POST", "PUT", "DELETE", "PATCH"}) {
     for (const std::string& target : std::vector<std::string>{"/fhir/metadata", "/fhir/Observation", "/fhir/Patient/" + f.p1}) {
       INFO(method << " " << target);
       auto r = f.call(method, target);
       CHECK(r.status == 405);
-      CHECK(std::find(r.headers.begin(), r.headers.end(), std::pair<std::string, std::string>{"Allow", "GET"}) !=
+      CHECK(std::find(r.headers.begin(), r.headers.end(), std::pair<std::string, std::string>{"Allow", "GET, HEAD"}) !=
             r.headers.end());
       rapidjson::Document d;
       d.Parse(r.body.c_str());

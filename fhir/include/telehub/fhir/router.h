@@ -38,6 +38,7 @@
 // is thread-safe).
 #pragma once
 
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
@@ -79,6 +80,10 @@ struct Response {
   std::string content_type = "application/fhir+json";
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
+  // When set, the body is this file instead (body empty): the HTTP server streams it from disk
+  // in pieces, never whole in memory (Bulk Data NDJSON files), uncompressed. Callers of
+  // Router::handle outside the server read the file themselves.
+  std::filesystem::path file;
 };
 
 struct RouterOptions {
