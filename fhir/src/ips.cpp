@@ -29,7 +29,7 @@ using Value = rapidjson::Value;
 
 // The sections, in document order. The first three are required by the IPS Composition
 // (http://hl7.org/fhir/uv/ips/StructureDefinition-Composition-uv-ips.html) and always present.
-enum SectionKind { kProblems, kAllergies, kMedications, kVitalSigns, kResults, kSectionCount };
+enum SectionKind { kProblems, kAllergies, kMedications, kImmunizations, kProcedures, kVitalSigns, kResults, kSectionCount };
 
 struct SectionDef {
   std::string_view title;
@@ -45,6 +45,9 @@ constexpr std::array<SectionDef, kSectionCount> kSections = {{
      "There is no information about allergies or intolerances."},
     {"Medication Summary", "10160-0", "History of Medication use Narrative", true,
      "There is no information about current medication."},
+    // IPS recommended sections (Composition.section:sectionImmunizations, :sectionProceduresHx).
+    {"Immunizations", "11369-6", "History of Immunization Narrative", false, ""},
+    {"History of Procedures", "47519-4", "History of Procedures Document", false, ""},
     {"Vital Signs", "8716-3", "Vital signs", false, ""},
     {"Results", "30954-2", "Relevant diagnostic tests/laboratory data Narrative", false, ""},
 }};
@@ -154,9 +157,18 @@ std::string entry_text(const Entry& e, bool home) {
     if (auto s = str(r, "authoredOn"); !s.empty()) t += " (since " + std::string(s) + ")";
     return t;
   }
+  if (e.type == "Immunization") {
+    t = concept_text(r, "vaccineCode");
+    if (t.empty()) t = "Vaccination";
+    if (auto s = str(r, "occurrenceDateTime"); !s.empty()) t += " (" + std::string(s) + ")";
+    return t;
+  }
   t = concept_text(r, "code");
   if (t.empty()) t = e.type;
   if (auto s = str(r, "onsetDateTime"); !s.empty()) t += " (since " + std::string(s) + ")";
+  if (auto s = str(r, "performedDateTime"); !s.empty()) t += " (" + std::string(s) + ")";
+  if (has_member(r, "performedPeriod"))
+    if (auto s = str(r["performedPeriod"], "start"); !s.empty()) t += " (" + std::string(s) + ")";
   return t;
 }
 
@@ -229,7 +241,7 @@ class Builder {
   Status add_clinical() {
     if (!in_.clinical) return {};
     const std::vector<std::string> types = {"Condition", "AllergyIntolerance", "MedicationRequest", "MedicationStatement",
-                                            "Observation"};
+                                            "Immunization", "Procedure", "Observation"};
     // Latest Observation per (section, code), by the start of its effective time.
     std::map<std::pair<int, std::string>, std::pair<std::int64_t, Entry>> latest;
     std::string cursor;
@@ -351,6 +363,11 @@ class Builder {
       return concept_has(r, "clinicalStatus", {"inactive", "resolved"}) ? -1 : kAllergies;
     if (e.type == "MedicationRequest" || e.type == "MedicationStatement")
       return str(r, "status") == "active" ? kMedications : -1;
+    // http://hl7.org/fhir/R4/valueset-immunization-status.html: only given vaccinations.
+    if (e.type == "Immunization") return str(r, "status") == "completed" ? kImmunizations : -1;
+    // http://hl7.org/fhir/R4/valueset-event-status.html: what was done, or is being done.
+    if (e.type == "Procedure")
+      return str(r, "status") == "completed" || str(r, "status") == "in-progress" ? kProcedures : -1;
     if (e.type == "Observation") {
       if (str(r, "status") == "entered-in-error" || str(r, "status") == "cancelled") return -1;
       if (concept_has(r, "category", {"vital-signs"})) return kVitalSigns;

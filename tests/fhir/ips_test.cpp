@@ -276,6 +276,32 @@ TEST_CASE("the summary of a Synthea patient with home readings is a valid self-c
   REQUIRE(results);
   CHECK(section_references(*results).count(latest_glucose) == 1);
 
+  // Immunizations and procedures: every completed Immunization and every completed Procedure
+  // of the subject, as the clinical store holds them.
+  auto completed = [&](const std::string& type) {
+    clinical::Query all;
+    all.type = type;
+    all.subject = subject;
+    all.limit = 1000;
+    auto found = f.store->search(all);
+    REQUIRE(found);
+    std::set<std::string> refs;
+    for (const auto& r : found->resources)
+      if (r.json.find("\"status\":\"completed\"") != std::string::npos) refs.insert(type + "/" + r.id);
+    return refs;
+  };
+  const auto immunizations = completed("Immunization");
+  const auto procedures = completed("Procedure");
+  CHECK(immunizations.size() > 0);
+  CHECK(procedures.size() > 0);
+  const auto* immunization_section = section(composition, "11369-6");
+  const auto* procedure_section = section(composition, "47519-4");
+  REQUIRE(immunization_section);
+  REQUIRE(procedure_section);
+  CHECK(section_references(*immunization_section) == immunizations);
+  CHECK(section_references(*procedure_section) == procedures);
+  CHECK(std::string((*immunization_section)["text"]["div"].GetString()).find("<li>") != std::string::npos);
+
   // Self-contained: the readings' Device, the Conditions' Encounters and their Practitioner
   // and Organization are all entries.
   check_self_contained(bundle);
@@ -311,6 +337,8 @@ TEST_CASE("a subject without clinical records gets the required sections empty w
     }
     CHECK(section(composition, "8716-3"));
     CHECK_FALSE(section(composition, "30954-2"));
+    CHECK_FALSE(section(composition, "11369-6"));  // optional sections only with entries
+    CHECK_FALSE(section(composition, "47519-4"));
     // Only this subject's data: the Composition, the Patient, the Device and the reading.
     CHECK(bundle["entry"].Size() == 4);
     check_self_contained(bundle);
