@@ -69,6 +69,9 @@ Rule rule(Endpoint e) {
     case Endpoint::kLastn: return {{kRoleCare, {}}, "Observation", 's'};
     case Endpoint::kExport: return {{kRoleCare, {}}, {}, 'r'};
     case Endpoint::kSummary: return {{kRoleCare, {}}, "Patient", 'r'};
+    case Endpoint::kResearchExport: return {{kRoleResearch, {}}, {}, 'r'};
+    case Endpoint::kResearchPoll: return {{kRoleCare, kRoleResearch}, {}, 'r'};
+    case Endpoint::kResearchQuery: return {{kRoleResearch, {}}, {}, 'r'};
   }
   return {{}, {}, 'r'};
 }
@@ -185,6 +188,9 @@ std::string_view audit_event_type(Endpoint endpoint) {
     case Endpoint::kLastn: return "observation.lastn";
     case Endpoint::kExport: return "bulk.export";
     case Endpoint::kSummary: return "patient.summary";
+    case Endpoint::kResearchExport: return "research.export";
+    case Endpoint::kResearchPoll: return "research.export.read";
+    case Endpoint::kResearchQuery: return "research.query";
   }
   return "access";
 }

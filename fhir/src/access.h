@@ -36,6 +36,10 @@ enum class Endpoint {
   kLastn,            // GET Observation/$lastn: Observation 's'
   kExport,           // $export kick-off, status, files: care (types checked against the scopes)
   kSummary,          // GET Patient/<id>/$summary: Patient 'r'
+  // Issue [8/8]: research (docs/research.md). Only study outputs, never a patient route.
+  kResearchExport,   // GET Group/<study id>/$export by the research role: a pseudonymised study export
+  kResearchPoll,     // $export-status and $export-files of a research export (the requester's own jobs)
+  kResearchQuery,    // GET /research/studies[/<study id>/aggregate]: study list and aggregate tables
 };
 
 // The roles of issue [6/8].

@@ -301,6 +301,12 @@ class BulkExportsImpl final : public BulkExports {
 
   Status run(Job& job, NdjsonFiles& out) {
     const ExportRequest& req = job.request;
+    if (req.producer) {
+      return req.producer([&](std::string_view type, std::string_view json) -> Status {
+        if (auto c = check_cancel(job); !c) return c;
+        return out.write(std::string(type), json);
+      });
+    }
     const bool all_types = req.types.empty();
     auto wants = [&](std::string_view type) {
       return all_types || std::binary_search(req.types.begin(), req.types.end(), type);

@@ -49,6 +49,7 @@
 #include <chrono>
 #include <cstddef>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -83,6 +84,13 @@ struct ExportRequest {
   std::string requester;
   // The kick-off URL, echoed as the manifest's "request". Default: "".
   std::string request_url;
+  // Instead of the subject walk above: a producer that writes the resources itself by calling
+  // `write(type, resource JSON)` once per resource (a research study export, docs/research.md);
+  // `subjects`, `since`, `identified` and `include_shared` are then unused. The producer runs on
+  // the job's thread; `write` fails with cancelled when the job was cancelled (the producer
+  // passes that on). Default: empty.
+  using WriteFn = std::function<Status(std::string_view type, std::string_view json)>;
+  std::function<Status(const WriteFn& write)> producer;
 };
 
 struct BulkExportOptions {

@@ -790,6 +790,61 @@ class Handlers {
     return accepted;
   }
 
+  // Group/<study id>/$export by the research role (docs/research.md): the study's pseudonymised
+  // dataset as FHIR NDJSON, written by the research module (RouterOptions::research).
+  Response research_export(const Request& r, const Principal& p, std::string_view study, std::string_view query) const {
+    if (!options_.exports || !options_.research.export_study || !options_.research.studies) return not_found("unknown route");
+    bool async = false;
+    for (const auto& [k, v] : r.headers)
+      if ((k == "Prefer" || k == "prefer") && v.find("respond-async") != std::string::npos) async = true;
+    if (!async) return error_response(400, "required", "a bulk export needs the header Prefer: respond-async");
+    auto params = parse_query(query);
+    if (!params) return error_response(400, "value", "malformed query string (bad percent-encoding)");
+    ExportRequest request;
+    for (const auto& q : *params) {
+      if (q.name == "_outputFormat") {
+        if (q.value != "application/fhir+ndjson" && q.value != "application/ndjson" && q.value != "ndjson")
+          return error_response(400, "not-supported", "_outputFormat must be application/fhir+ndjson");
+      } else if (q.name == "_type") {
+        for (std::size_t b = 0;;) {
+          const auto c = q.value.find(',', b);
+          const std::string t = q.value.substr(b, c == std::string::npos ? std::string::npos : c - b);
+          if (!t.empty()) request.types.push_back(t);
+          if (c == std::string::npos) break;
+          b = c + 1;
+        }
+      } else {
+        return error_response(400, "not-supported", "a study export supports _outputFormat and _type");
+      }
+    }
+    const std::string object = "Group/" + std::string(study);
+    auto studies = options_.research.studies();
+    if (!studies) return internal_error(studies.error());
+    if (!std::binary_search(studies->begin(), studies->end(), std::string(study))) {
+      audit(r, p, Endpoint::kResearchExport, "denied", "", object, std::string(query));
+      return not_found("no such study");
+    }
+    std::sort(request.types.begin(), request.types.end());
+    request.requester = p.user.empty() ? "anonymous" : p.user;
+    request.request_url = options_.base_url + "/" + object + "/$export" + (query.empty() ? "" : "?" + std::string(query));
+    request.producer = [hook = options_.research.export_study, id = std::string(study),
+                        types = request.types](const ExportRequest::WriteFn& write) { return hook(id, types, write); };
+    if (!audit(r, p, Endpoint::kResearchExport, "success", "", object, std::string(query))) return audit_failed();
+    auto job = options_.exports->kick_off(std::move(request));
+    if (!job) {
+      if (job.error().code == core::Code::kResourceExhausted) {
+        auto busy = error_response(429, "throttled", "too many bulk exports in progress; retry later");
+        busy.headers.emplace_back("Retry-After", "30");
+        return busy;
+      }
+      if (job.error().code == core::Code::kInvalidArgument) return error_response(400, "value", job.error().message);
+      return internal_error(job.error());
+    }
+    auto accepted = error_response_with(202, "information", "informational", "bulk export started");
+    accepted.headers.emplace_back("Content-Location", options_.base_url + "/$export-status/" + *job);
+    return accepted;
+  }
+
   Response export_status(const Request& r, const Principal& p, std::string_view job) const {
     if (!options_.exports) return not_found("unknown route");
     const std::string requester = p.user.empty() ? "anonymous" : p.user;
@@ -1717,6 +1772,11 @@ Response route(const Handlers& h, const Request& request, const RouterOptions& o
     return denial_response(*denial);
   }
   const Principal& principal = std::get<Principal>(resolved);
+  // The research role's exports are study exports (docs/research.md), polled like any export.
+  if (principal.role == kRoleResearch) {
+    if (*matched == Route::kExportGroup) endpoint = Endpoint::kResearchExport;
+    else if (*matched == Route::kExportStatus || *matched == Route::kExportFile) endpoint = Endpoint::kResearchPoll;
+  }
   if (auto denial = authorise(endpoint, principal, scope_type)) {
     h.audit(request, principal, endpoint, "denied", subject, object, audited_query);
     return denial_response(*denial);
@@ -1751,9 +1811,79 @@ Response route(const Handlers& h, const Request& request, const RouterOptions& o
         default: break;
       }
       break;
-    case Endpoint::kMetrics: break;
+    case Endpoint::kResearchExport: return h.research_export(request, principal, s[1], target->query);
+    case Endpoint::kResearchPoll:
+      if (*matched == Route::kExportStatus) return h.export_status(request, principal, s[1]);
+      if (*matched == Route::kExportFile) return h.export_file(principal, s[1], s[2]);
+      break;
+    case Endpoint::kMetrics:
+    case Endpoint::kResearchQuery: break;
   }
   return not_found("unknown route");
+}
+
+// GET /research/studies and /research/studies/<id>/aggregate?... (docs/research.md): the
+// research role only; every answer and refusal is audited.
+Response research_route(const Handlers& h, const Request& request, const RouterOptions& options) {
+  const auto q = request.target.find('?');
+  const std::string path = request.target.substr(0, q);
+  const std::string query = q == std::string::npos ? "" : request.target.substr(q + 1);
+  std::vector<std::string> s;
+  for (std::size_t b = 1; b <= path.size();) {
+    const auto e = std::min(path.find('/', b), path.size());
+    s.push_back(path.substr(b, e - b));
+    b = e + 1;
+  }
+  const bool list = s.size() == 2 && s[1] == "studies";
+  const bool aggregate = s.size() == 4 && s[1] == "studies" && s[3] == "aggregate" && valid_fhir_id(s[2]);
+  if ((!list && !aggregate) || (list && !options.research.studies) || (aggregate && !options.research.aggregate))
+    return not_found("unknown route");
+  if (request.method != "GET") {
+    auto r = error_response(405, "not-supported", "method not allowed; allowed: GET");
+    r.headers.emplace_back("Allow", "GET");
+    return r;
+  }
+  const std::string object = aggregate ? "Group/" + s[2] : "Group";
+  auto resolved = resolve_principal(request, options);
+  if (auto* denial = std::get_if<Denial>(&resolved)) {
+    Principal anonymous;
+    anonymous.kind = Principal::Kind::kLocal;
+    anonymous.user = "anonymous";
+    anonymous.role = "none";
+    h.audit(request, anonymous, Endpoint::kResearchQuery, "denied", "", object, query);
+    return denial_response(*denial);
+  }
+  const Principal& principal = std::get<Principal>(resolved);
+  if (auto denial = authorise(Endpoint::kResearchQuery, principal, "")) {
+    h.audit(request, principal, Endpoint::kResearchQuery, "denied", "", object, query);
+    return denial_response(*denial);
+  }
+  Result<std::string> body = std::string();
+  if (list) {
+    auto ids = options.research.studies();
+    if (!ids) return internal_error(ids.error());
+    std::string json = "{\"studies\":[";
+    for (std::size_t i = 0; i < ids->size(); ++i) json += (i ? ",\"" : "\"") + (*ids)[i] + "\"";
+    body = json + "]}";
+  } else {
+    auto params = parse_query(query);
+    if (!params) return error_response(400, "value", "malformed query string (bad percent-encoding)");
+    std::vector<std::pair<std::string, std::string>> pairs;
+    for (const auto& p : *params) pairs.emplace_back(p.name, p.value);
+    body = options.research.aggregate(s[2], pairs);
+    if (!body && body.error().code == core::Code::kNotFound) {
+      h.audit(request, principal, Endpoint::kResearchQuery, "denied", "", object, query);
+      return not_found("no such study");
+    }
+    if (!body && body.error().code == core::Code::kInvalidArgument) return error_response(400, "value", body.error().message);
+    if (!body) return internal_error(body.error());
+  }
+  // No record, no answer.
+  if (!h.audit(request, principal, Endpoint::kResearchQuery, "success", "", object, query)) return h.audit_failed();
+  Response r;
+  r.content_type = "application/json";
+  r.body = std::move(*body);
+  return r;
 }
 
 // POST /auth/token (SMART Backend Services; RFC 6749 section 4.4 with an RFC 7523 client
@@ -1872,6 +2002,8 @@ Response Router::route_request(const Request& request) const {
       if (auto denial = authorise(Endpoint::kMetrics, std::get<Principal>(resolved))) return denial_response(*denial);
       return handlers.metrics();
     }
+    if (request.target == "/research" || request.target.starts_with("/research/") || request.target.starts_with("/research?"))
+      return research_route(handlers, request, options_);
     return route(handlers, request, options_);
   } catch (const std::exception& e) {
     core::log_error(kLogComponent, std::string("request failed: ") + e.what());

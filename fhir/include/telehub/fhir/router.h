@@ -144,6 +144,25 @@ struct RouterOptions {
   // $export-status/<job> (GET polls, DELETE cancels) and $export-files/<job>/<file>.
   // Default: unset = those routes are 404.
   std::shared_ptr<BulkExports> exports;
+
+  // Research (issue [8/8], docs/research.md): the research role's study outputs. The research
+  // module supplies them through apps (fhir does not depend on it). Each unset hook: its routes
+  // answer 404. The router checks the role and writes the audit record; the hooks only compute.
+  struct Research {
+    // GET /research/studies: the ids of the studies the hub serves, sorted.
+    std::function<Result<std::vector<std::string>>()> studies;
+    // GET /research/studies/<id>/aggregate?...: the aggregate table of a study (JSON text) for
+    // the query parameters. Fails with not_found (unknown study) or invalid_argument (bad
+    // parameters; the message is shown to the client).
+    std::function<Result<std::string>(std::string_view study,
+                                      const std::vector<std::pair<std::string, std::string>>& params)>
+        aggregate;
+    // GET Group/<study id>/$export by the research role: writes the study's pseudonymised FHIR
+    // resources through `write` (on the export job's thread); `types` empty = all it offers.
+    using WriteFn = std::function<Status(std::string_view type, std::string_view json)>;
+    std::function<Status(std::string_view study, const std::vector<std::string>& types, const WriteFn& write)>
+        export_study;
+  } research;
 };
 
 class Router {
