@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <map>
 #include <set>
@@ -73,8 +74,10 @@ Status sync_dir(const std::filesystem::path& dir) {
   return {};
 }
 
-// Shortest text that reads back as the same double.
+// Shortest text that reads back as the same double; "" for a non-finite value (CSV: empty,
+// NDJSON: null).
 std::string number(double v) {
+  if (!std::isfinite(v)) return "";
   char buf[64];
   auto r = std::to_chars(buf, buf + sizeof buf, v);
   return std::string(buf, r.ptr);
@@ -114,6 +117,15 @@ std::vector<std::vector<const RowValue*>> split_by_code(const Row& row) {
   }
   if (out.empty()) out.emplace_back();
   return out;
+}
+
+using JsonWriter = rapidjson::Writer<rapidjson::StringBuffer>;
+
+// A number as JSON number text (Writer::RawNumber would write it as a string); null when not finite.
+void json_number(JsonWriter& w, double v) {
+  const std::string text = number(v);
+  if (text.empty()) w.Null();
+  else w.RawValue(text.c_str(), text.size(), rapidjson::kNumberType);
 }
 
 class DataWriter {
@@ -182,7 +194,7 @@ class DataWriter {
   std::string json_line(const CohortSubject& subject, const Row& row, const std::string& when,
                         const std::vector<const RowValue*>& values) const {
     rapidjson::StringBuffer buf;
-    rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+    JsonWriter w(buf);
     w.StartObject();
     w.Key("pseudonym");
     w.String(subject.study_pseudonym.c_str());
@@ -191,7 +203,7 @@ class DataWriter {
       w.String(when.c_str());
     } else {
       w.Key("day");
-      w.RawNumber(when.c_str(), static_cast<rapidjson::SizeType>(when.size()));
+      w.RawValue(when.c_str(), static_cast<rapidjson::SizeType>(when.size()), rapidjson::kNumberType);
     }
     w.Key("code");
     w.String(row.code.c_str());
@@ -207,15 +219,13 @@ class DataWriter {
       w.String(v->code.c_str());
       w.Key("unit");
       w.String(v->unit.c_str());
-      const std::string value = number(v->value);
       w.Key(row.aggregation == Aggregation::kRaw ? "value" : "mean");
-      w.RawNumber(value.c_str(), static_cast<rapidjson::SizeType>(value.size()));
+      json_number(w, v->value);
       if (row.aggregation != Aggregation::kRaw) {
-        const std::string lo = number(v->min), hi = number(v->max);
         w.Key("min");
-        w.RawNumber(lo.c_str(), static_cast<rapidjson::SizeType>(lo.size()));
+        json_number(w, v->min);
         w.Key("max");
-        w.RawNumber(hi.c_str(), static_cast<rapidjson::SizeType>(hi.size()));
+        json_number(w, v->max);
         w.Key("n");
         w.Int64(v->count);
       }
@@ -226,8 +236,7 @@ class DataWriter {
       const std::string key = "env_" + std::string(exposure_key(study_.environment[i]));
       w.Key(key.c_str());
       if (i < row.exposure.size() && row.exposure[i]) {
-        const std::string v = number(*row.exposure[i]);
-        w.RawNumber(v.c_str(), static_cast<rapidjson::SizeType>(v.size()));
+        json_number(w, *row.exposure[i]);
       } else {
         w.Null();
       }

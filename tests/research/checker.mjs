@@ -161,6 +161,11 @@ function checkOutput(out, expect, stats) {
       let o;
       try { o = JSON.parse(line); } catch (e) { problem(`${tag} data.ndjson: a line is not JSON`); continue; }
       for (const c of Object.keys(o)) if (FORBIDDEN_COLUMNS.includes(c.toLowerCase())) problem(`${tag} data.ndjson: identifying field ${c}`);
+      for (const [c, v] of Object.entries(o))
+        if (c.startsWith('env_') && v !== null && typeof v !== 'number') problem(`${tag} data.ndjson: ${c} is not a number or null`);
+      for (const v of o.values || [])
+        for (const f of ['value', 'mean', 'min', 'max'])
+          if (f in v && typeof v[f] !== 'number') problem(`${tag} data.ndjson: values[].${f} is not a number`);
       rows.push(o);
     }
   }
