@@ -119,6 +119,20 @@ std::string expectations(const std::vector<Out>& outs, const std::vector<std::st
   return e + extra + "}";
 }
 
+// An audit log whose every append fails, as a full or unwritable audit.db would.
+class FailingAudit final : public privacy::AuditLog {
+ public:
+  Result<privacy::AuditRecord> append(privacy::AuditRecord) override {
+    ++attempts;
+    return core::fail(core::Code::kUnavailable, "audit_io", "cannot write the audit record");
+  }
+  Result<privacy::VerifyResult> verify(const std::optional<privacy::AuditHead>&) override { return privacy::VerifyResult{}; }
+  Result<std::vector<privacy::AuditRecord>> for_subject(std::string_view) override { return std::vector<privacy::AuditRecord>{}; }
+  Result<std::vector<privacy::AuditRecord>> recent(std::size_t) override { return std::vector<privacy::AuditRecord>{}; }
+  Result<privacy::AuditHead> head() override { return privacy::AuditHead{}; }
+  int attempts = 0;
+};
+
 research::ExportOptions options(const std::filesystem::path& out, research::Format f) {
   research::ExportOptions o;
   o.out_dir = out;
@@ -343,7 +357,7 @@ TEST_CASE("the checker fails on broken outputs, so it cannot pass vacuously", "[
   }
 }
 
-TEST_CASE("relative dates, the output directory rule and audit failure", "[research][export]") {
+TEST_CASE("relative dates, the output directory rule, and no export without its audit record", "[research][export]") {
   testing::TempDir tmp;
   ResearchData d(tmp.path() / "data");
   populate(d);
@@ -375,17 +389,14 @@ TEST_CASE("relative dates, the output directory rule and audit failure", "[resea
   CHECK(research::export_dataset(sources, *study, d.audit(), options(empty, research::Format::kNdjson)));
   CHECK(std::filesystem::exists(empty / "data.ndjson"));
 
-  // No audit, no export: with the audit log unwritable nothing is published.
-  d.close_audit();
-  std::filesystem::permissions(d.dir() / "audit.db", std::filesystem::perms::owner_read);
-  auto log = privacy::AuditLog::open(d.dir() / "audit.db");
-  if (log) {
-    const auto out = tmp.path() / "unaudited";
-    auto r = research::export_dataset(sources, *study, **log, options(out, research::Format::kCsv));
-    if (!r) {
-      CHECK(!std::filesystem::exists(out));
-      for (const auto& e : std::filesystem::directory_iterator(tmp.path()))
-        CHECK(e.path().filename().string().find(".partial-") == std::string::npos);
-    }
-  }
+  // No audit, no export: when the audit record cannot be written nothing is published.
+  FailingAudit failing;
+  const auto out = tmp.path() / "unaudited";
+  auto refused = research::export_dataset(sources, *study, failing, options(out, research::Format::kCsv));
+  REQUIRE(!refused);
+  CHECK(refused.error().reason == "audit_io");
+  CHECK(failing.attempts == 1);
+  CHECK(!std::filesystem::exists(out));
+  for (const auto& e : std::filesystem::directory_iterator(tmp.path()))
+    CHECK(e.path().filename().string().find(".partial-") == std::string::npos);
 }
