@@ -28,6 +28,7 @@ struct DataDir {
   std::filesystem::path db() const { return root / "telehub.db"; }
   // The pseudonymisation key, wrapped under the KEK (privacy::Pseudonymiser::open_wrapped_key_file).
   std::filesystem::path pseudonym_key() const { return root / "keys" / "pseudonym.key"; }
+  std::filesystem::path research_key() const { return root / "keys" / "research.key"; }  // per-study pseudonyms (docs/research.md)
   std::filesystem::path broker_dir() const { return root / "broker"; }
   std::filesystem::path ca_dir() const { return root / "ca"; }
   std::filesystem::path tls_dir() const { return root / "tls"; }
