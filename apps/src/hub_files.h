@@ -3,6 +3,7 @@
 //
 //   <data>/telehub.db             measurement store (SQLite, WAL)
 //   <data>/clinical.db            imported clinical records by pseudonym (docs/clinical.md)
+//   <data>/environment.db         hourly air quality and weather per PC4 area (docs/environment.md)
 //   <data>/keys/pseudonym.key     pseudonymisation key, wrapped under the KEK (mode 0600)
 //   <data>/broker/                embedded Mosquitto: config, ACL, persistence, log
 //   <data>/ca/                    development CA (ca.pem, ca.key 0600); see hub_tls.h
@@ -46,6 +47,8 @@ struct DataDir {
   // Issue [7/8]: clinical records imported from hospital Bundles (clinical::ResourceStore), by
   // pseudonym; the Patients themselves are in the identity vault (docs/clinical.md).
   std::filesystem::path clinical_db() const { return root / "clinical.db"; }
+  // Issue [8/8]: hourly air quality and weather per postcode area (docs/environment.md).
+  std::filesystem::path environment_db() const { return root / "environment.db"; }
 };
 
 // Creates the directory (mode 0700) if needed. Fails with unavailable/data_dir.

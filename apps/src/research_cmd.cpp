@@ -70,19 +70,13 @@ int cmd_export(int argc, char** argv) {
   if (!clinical) return fail_with(clinical.error());
 
   research::ExposureFn exposure;
-#ifdef TELEHUB_HAVE_ENV_STORE
   std::unique_ptr<environment::EnvStore> env;
   if (!study->environment.empty()) {
-    auto e = environment::EnvStore::open(dir->root / "environment.db");
+    auto e = environment::EnvStore::open(dir->environment_db());
     if (!e) return fail_with(e.error());
     env = std::move(*e);
     exposure = research::env_store_exposure(*env);
   }
-#else
-  if (!study->environment.empty())
-    return fail_with(core::make_error(core::Code::kFailedPrecondition, "no_env_store",
-                                      "this build has no environment store; remove \"environment\" from the study"));
-#endif
 
   const research::Sources sources{(*store)->observations(), (*store)->registry(), *p->vault, *p->consent,
                                   **clinical, *key, exposure};

@@ -107,13 +107,7 @@ ExposureFn env_store_exposure(environment::EnvStore& store) {
   };
 }
 
-std::string pc4_area(std::string_view postcode) {
-  if (postcode.size() < 4 || postcode[0] < '1' || postcode[0] > '9') return "";
-  for (std::size_t i = 1; i < 4; ++i)
-    if (postcode[i] < '0' || postcode[i] > '9') return "";
-  if (postcode.size() > 4 && postcode[4] >= '0' && postcode[4] <= '9') return "";  // five digits: not a Dutch postcode
-  return std::string(postcode.substr(0, 4));
-}
+std::string pc4_area(std::string_view postcode) { return environment::pc4_of_postcode(postcode); }
 
 Result<Cohort> build_cohort(const Sources& s, const Study& study, core::TimePoint now) {
   Cohort cohort;

@@ -14,22 +14,6 @@ namespace {
 
 using rapidjson::Value;
 
-struct ComponentKey {
-  environment::Component component;
-  std::string_view key;
-  std::string_view unit;
-};
-
-// The components of environment/env_store.h with their keys and UCUM units.
-constexpr std::array<ComponentKey, 6> kComponents{{
-    {environment::Component::kPm25, "pm25", "ug/m3"},
-    {environment::Component::kPm10, "pm10", "ug/m3"},
-    {environment::Component::kNo2, "no2", "ug/m3"},
-    {environment::Component::kO3, "o3", "ug/m3"},
-    {environment::Component::kTemperature, "temperature", "Cel"},
-    {environment::Component::kHumidity, "humidity", "%"},
-}};
-
 tl::unexpected<core::Error> bad(const std::string& member, const std::string& problem) {
   return core::fail(core::Code::kInvalidArgument, "bad_study", member + ": " + problem);
 }
@@ -181,22 +165,14 @@ std::string_view aggregation_name(Aggregation a) {
 
 std::string_view dates_mode_name(DatesMode d) { return d == DatesMode::kShift ? "shift" : "relative"; }
 
-std::string_view exposure_key(environment::Component c) {
-  for (const auto& k : kComponents)
-    if (k.component == c) return k.key;
-  return "";
-}
+std::string_view exposure_key(environment::Component c) { return environment::info(c).key; }
 
-std::string_view exposure_unit(environment::Component c) {
-  for (const auto& k : kComponents)
-    if (k.component == c) return k.unit;
-  return "";
-}
+std::string_view exposure_unit(environment::Component c) { return environment::info(c).unit; }
 
 std::optional<environment::Component> exposure_component(std::string_view key) {
-  for (const auto& k : kComponents)
-    if (k.key == key) return k.component;
-  return std::nullopt;
+  const auto* c = environment::find_component(key);
+  if (!c) return std::nullopt;
+  return c->component;
 }
 
 Result<Study> parse_study(std::string_view json) {

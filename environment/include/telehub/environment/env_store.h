@@ -58,6 +58,36 @@ struct HourlyValue {
   std::string source;      // "csv:<file name>", "lml:<station id>", ...
 };
 
+struct ImportReport {
+  std::int64_t rows = 0;       // data rows read
+  std::int64_t values = 0;     // values stored (new or replacing)
+  std::int64_t replaced = 0;   // of them, replacing a stored value
+  std::int64_t refused = 0;    // rows (CSV) or cells (LML) refused
+  std::vector<std::string> problems;  // the first 20: "line 7: ..."
+  std::vector<std::string> areas;     // areas that got a value, sorted
+  std::optional<core::TimePoint> first;  // earliest and latest hour stored
+  std::optional<core::TimePoint> last;
+};
+
+struct Station {
+  std::string id;  // e.g. "NL01485"
+  std::string name;
+  double lat = 0;
+  double lon = 0;
+};
+
+struct AreaCentroid {
+  std::string area;  // PC4
+  double lat = 0;
+  double lon = 0;
+};
+
+struct StationMapping {
+  std::vector<Station> stations;
+  std::vector<AreaCentroid> areas;
+  double max_distance_km = 25;  // Default: 25
+};
+
 class EnvStore {
  public:
   // Opens (creating when missing, mode 0600) the store file. Fails with unavailable/env_io.
@@ -76,7 +106,24 @@ class EnvStore {
   // The areas that have at least one value, sorted.
   [[nodiscard]] virtual Result<std::vector<std::string>> areas() = 0;
 
-  // (The import functions are declared by the implementation below this line.)
+  // Imports a file in the telehub CSV format (docs/environment.md) in one transaction: the
+  // values of the good rows are stored (a value already stored for the same area, component and
+  // hour is replaced), rows that break a rule are refused and reported with their line number.
+  // Fails with bad_env_file when the header is not the format's (nothing is stored).
+  [[nodiscard]] virtual Result<ImportReport> import_csv(std::string_view text, std::string_view source) = 0;
+  // Imports a file in the layout of the Dutch national air-quality open data (RIVM
+  // Luchtmeetnet; docs/environment.md), mapping each station's values to the areas whose
+  // nearest station measuring that component it is, within mapping.max_distance_km.
+  // `utc_offset_hours`: the file's times are local at this offset (RIVM publishes UTC+1).
+  [[nodiscard]] virtual Result<ImportReport> import_lml(std::string_view text, const StationMapping& mapping,
+                                                              std::string_view source, int utc_offset_hours) = 0;
 };
+
+// `station,name,lat,lon` and `area,lat,lon` CSV files (a header line, then one row each;
+// WGS84 degrees). Fail with bad_env_file naming the line.
+[[nodiscard]] Result<std::vector<Station>> parse_stations_csv(std::string_view text);
+[[nodiscard]] Result<std::vector<AreaCentroid>> parse_areas_csv(std::string_view text);
+// Great-circle distance in km (haversine, Earth radius 6371 km).
+double distance_km(double lat1, double lon1, double lat2, double lon2);
 
 }  // namespace telehub::environment
