@@ -29,6 +29,7 @@
 #include "telehub/storage/store.h"
 #include "payload_config.h"
 #include "privacy_stores.h"
+#include "research_service.h"
 
 namespace telehub::apps {
 namespace {
@@ -68,6 +69,8 @@ constexpr const char* kServeHelp = R"(usage: telehub serve [options]
                        token act in the care role (user local) and get identified data
                        (re-identified Patient, Patient registration, AuditEvent, Consent); every
                        access is audited (docs/privacy.md). Refused without --insecure-http.
+  --studies DIR        study definitions (<id>.json) the research role may query and export
+                       (default DATA/studies; docs/research.md)
   --config DIR         device payload configuration: mapping templates in DIR/mappings, plausibility
                        rules in DIR/plausibility.json (default: $TELEHUB_CONFIG_DIR, else the
                        config/ directory of the source tree; docs/payloads.md)
@@ -79,7 +82,7 @@ int cmd_serve(int argc, char** argv) {
   auto parsed = parse_args(argc, argv, 2,
                            {"data", "http-host", "http-port", "broker", "broker-port", "client-id", "log-level", "kek-file",
                             "tls-ca", "tls-cert", "tls-key", "plaintext-port", "config", "https-cert", "https-key",
-                            "https-client-ca"},
+                            "https-client-ca", "studies"},
                            {"shared", "help", "care-local", "insecure-http"});
   if (!parsed) {
     std::cerr << "telehub: " << parsed.error().message << "\n" << kServeHelp;
@@ -185,6 +188,11 @@ int cmd_serve(int argc, char** argv) {
   auto clinical_store = clinical::ResourceStore::open(dir->clinical_db(), core::system_clock());
   if (!clinical_store) return fail_with(clinical_store.error());
   std::shared_ptr<clinical::ResourceStore> clinical_records = std::move(*clinical_store);
+  // Environmental context (docs/environment.md): hourly values per postcode area, for the
+  // dossier and research exposures.
+  auto env_store = environment::EnvStore::open(dir->environment_db());
+  if (!env_store) return fail_with(env_store.error());
+  std::shared_ptr<environment::EnvStore> environment_values = std::move(*env_store);
 
   // The API's TLS files: given, or issued from the development CA (kept across restarts).
   std::optional<fhir::TlsOptions> api_tls;
@@ -315,6 +323,14 @@ int cmd_serve(int argc, char** argv) {
   if (!exports) return fail_with(exports.error());
   std::shared_ptr<fhir::BulkExports> export_jobs = std::move(*exports);
   ro.exports = export_jobs;
+  ro.environment = environment_values;
+  // Research (docs/research.md): the studies of --studies, for the research role.
+  auto research = ResearchService::open(args.has("studies") ? std::filesystem::path(args.get("studies")) : dir->root / "studies",
+                                        dir->research_key(), *kek,
+                                        {store->get(), privacy_stores->vault, privacy_stores->consent, clinical_records,
+                                         environment_values});
+  if (!research) return fail_with(research.error());
+  (*research)->install(ro);
   ro.auth.care_relations = care_relations;
   ro.metrics = [&pipeline, sub = subscriber->get()] {
     return ingest::prometheus_text(pipeline.counters(), {sub->connected(), sub->stalled()});

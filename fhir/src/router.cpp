@@ -27,6 +27,7 @@
 #include "representation.h"
 #include "telehub/fhir/audit_event.h"
 #include "telehub/core/codes.h"
+#include "telehub/environment/fhir_observation.h"
 #include "telehub/core/log.h"
 #include "telehub/privacy/pseudonym.h"
 
@@ -1203,7 +1204,8 @@ class Handlers {
     }
     // Clinical records ("c:<cursor>", the first phase after the Patient).
     const bool home_phase = cursor.starts_with("h:");
-    if (!home_phase && options_.clinical) {
+    const bool env_phase = cursor.starts_with("e:");
+    if (!home_phase && !env_phase && options_.clinical) {
       std::vector<std::string> clinical_types;
       for (const auto& t : types)
         if (t != "Patient" && t != "Device") clinical_types.push_back(t);
@@ -1227,7 +1229,7 @@ class Handlers {
       }
     }
     // Home readings ("h:<time>.<id>").
-    if (next.empty() && room > 0 && wanted("Observation")) {
+    if (!env_phase && next.empty() && room > 0 && wanted("Observation")) {
       storage::ObservationQuery q;
       q.subject = std::string(id);
       q.from = start;
@@ -1252,10 +1254,9 @@ class Handlers {
         e.EndObject();
       }
       if (page->next) next = "h:" + format_cursor(*page->next);
-    } else if (next.empty() && room == 0 && wanted("Observation") && !home_phase) {
+    } else if (!env_phase && next.empty() && room == 0 && wanted("Observation") && !home_phase) {
       next = "h:";  // the clinical phase filled this page: the home readings follow
     }
-    e.EndArray();
     if (next == "h:") {
       // Only when there is a home reading at all: an empty last page is still a valid page.
       storage::ObservationQuery q;
@@ -1267,6 +1268,16 @@ class Handlers {
       if (!any) return internal_error(any.error());
       if (any->items.empty()) next.clear();
     }
+    // The environment of the patient's home area ("e:<hour ms>.<component>"), last.
+    if (next.empty() && wanted("Observation") && options_.environment) {
+      auto env = environment_entries(id, start, end, env_phase ? cursor.substr(2) : "", room, e);
+      if (!env) {
+        if (env.error().code == core::Code::kInvalidArgument) return error_response(400, "value", "bad _cursor");
+        return internal_error(env.error());
+      }
+      next = *env;
+    }
+    e.EndArray();
     auto link = [&](const std::string& c) {
       std::string url = options_.base_url + "/" + object + "/$everything?";
       for (const auto& q : link_params) url += percent_encode(q.name) + "=" + percent_encode(q.value) + "&";
@@ -1294,6 +1305,90 @@ class Handlers {
     }
     w.EndObject();
     return json_response(200, to_string(buffer));
+  }
+
+  // The PC4 area of a subject's home (the vault postcode), or "" when unknown.
+  Result<std::string> home_area(std::string_view pseudonym) const {
+    if (!options_.privacy.vault) return std::string();
+    auto subject = options_.privacy.vault->find_by_pseudonym(pseudonym);
+    if (!subject) return tl::unexpected(subject.error());
+    if (!*subject) return std::string();
+    auto person = options_.privacy.vault->get(**subject);
+    if (!person) return tl::unexpected(person.error());
+    if (!*person) return std::string();
+    return environment::pc4_of_postcode((*person)->postcode);
+  }
+
+  // Writes up to `room` environment Observations of the subject's home area into `e`, after
+  // `cursor` ("" = from the start of the period; "<hour ms>.<component index>"): over
+  // [start, end), or without them over the hours of the subject's home readings. Returns the
+  // next cursor ("e:...") or "" when the period is done.
+  Result<std::string> environment_entries(std::string_view id, std::optional<core::TimePoint> start,
+                                          std::optional<core::TimePoint> end, const std::string& cursor, std::size_t room,
+                                          JsonWriter& e) const {
+    std::int64_t after_hour = INT64_MIN, after_component = -1;
+    if (!cursor.empty()) {
+      const auto dot = cursor.find('.');
+      if (dot == std::string::npos) return core::fail(core::Code::kInvalidArgument, "bad_cursor", "bad _cursor");
+      const auto a = std::from_chars(cursor.data(), cursor.data() + dot, after_hour);
+      const auto b = std::from_chars(cursor.data() + dot + 1, cursor.data() + cursor.size(), after_component);
+      if (a.ec != std::errc() || b.ec != std::errc() || b.ptr != cursor.data() + cursor.size())
+        return core::fail(core::Code::kInvalidArgument, "bad_cursor", "bad _cursor");
+    }
+    auto area = home_area(id);
+    if (!area) return tl::unexpected(area.error());
+    if (area->empty()) return std::string();
+    // The period: as asked, else the span of the home readings.
+    if (!start || !end) {
+      storage::ObservationQuery q;
+      q.subject = std::string(id);
+      q.from = start;
+      q.to = end;
+      q.limit = 1;
+      auto first = store_.observations().search(q);
+      if (!first) return tl::unexpected(first.error());
+      q.descending = true;
+      auto last = store_.observations().search(q);
+      if (!last) return tl::unexpected(last.error());
+      if (first->items.empty() || last->items.empty()) {
+        if (!start || !end) return std::string();
+      } else {
+        if (!start) start = std::chrono::floor<std::chrono::hours>(first->items.front().reading.time);
+        if (!end) end = std::chrono::floor<std::chrono::hours>(last->items.front().reading.time) + std::chrono::hours(1);
+      }
+    }
+    if (!start || !end || *start >= *end) return std::string();
+    core::TimePoint from = *start;
+    if (after_hour != INT64_MIN) from = std::max(from, core::from_unix_millis(after_hour));
+    if (from >= *end) return std::string();
+    if (room == 0) return "e:" + cursor;
+    // At most 6 values an hour: room + 1 hours hold the page and tell whether more follow.
+    const core::TimePoint hour_of_from = std::chrono::floor<std::chrono::hours>(from);
+    const core::TimePoint to = std::min(*end, hour_of_from + std::chrono::hours(static_cast<std::int64_t>(room) + 2));
+    auto values = options_.environment->series(*area, hour_of_from, to);
+    if (!values) return tl::unexpected(values.error());
+    std::size_t written = 0;
+    std::string last_key;
+    bool more = false;
+    for (const auto& v : *values) {
+      const std::int64_t hour = core::to_unix_millis(v.hour);
+      const auto component = static_cast<std::int64_t>(v.component);
+      if (hour < core::to_unix_millis(*start)) continue;
+      if (after_hour != INT64_MIN && (hour < after_hour || (hour == after_hour && component <= after_component))) continue;
+      if (written == room) {
+        more = true;
+        break;
+      }
+      write_raw_entry(e, options_.base_url + "/Observation/" + environment::observation_id(v),
+                      environment::observation_json(v, id), "match");
+      ++written;
+      last_key = std::to_string(hour) + "." + std::to_string(component);
+    }
+    if (more) return "e:" + last_key;  // the page is full (room > 0, so something was written)
+    // Everything before `to` is written; hours from `to` on remain (a gap in the data can give
+    // a page with fewer entries, never a repeated one).
+    if (to < *end) return "e:" + std::to_string(core::to_unix_millis(to) - 3'600'000) + ".99";
+    return std::string();
   }
 
   // ---- access control and audit (access.h, docs/security.md) ----

@@ -18,6 +18,7 @@
 #include "../auth/test_signer.h"
 #include "telehub/auth/token_service.h"
 #include "telehub/clinical/resource_store.h"
+#include "telehub/environment/env_store.h"
 #include "telehub/fhir/router.h"
 #include "telehub/privacy/care_relations.h"
 #include "telehub/storage/store.h"
@@ -80,6 +81,9 @@ struct Fixture {
     options.auth.token_url = "https://hub.test/auth/token";
     options.auth.care_relations = std::move(*care);
     options.clinical = std::move(*clinical);
+    auto env = environment::EnvStore::open(dir.path() / "environment.db");
+    REQUIRE(env);
+    options.environment = std::move(*env);
     router = std::make_unique<fhir::Router>(*store, options);
   }
 
@@ -444,4 +448,83 @@ TEST_CASE("Patient $everything start and end select clinical records by their ca
   // Everything 2015 holds, the unfiltered dossier holds too.
   std::set<std::string> all_set(all.begin(), all.end());
   for (const auto& body : in_2015) CHECK(all_set.count(body) == 1);
+}
+
+TEST_CASE("Patient $everything includes the environment of the patient's home area over the period, paged", "[fhir][clinical]") {
+  Fixture f;
+  const std::string token = f.api_token("hospital-a", "org-a");
+  const std::string patient_json = R"({"resourceType":"Patient",
+    "identifier":[{"system":"http://fhir.nl/fhir/NamingSystem/bsn","value":"111222333"}],
+    "name":[{"family":"Jansen","given":["Anna"]}],"gender":"female","birthDate":"1951-04-12",
+    "address":[{"line":["Kerkstraat 1"],"postalCode":"3511 AB","city":"Utrecht"}]})";
+  auto created = f.call("POST", "/fhir/Patient", token, patient_json);
+  INFO(created.body);
+  REQUIRE(created.status == 201);
+  std::string patient;
+  for (const auto& [k, v] : created.headers)
+    if (k == "Location") patient = v.substr(v.find("/Patient/") + 9, 32);
+  REQUIRE(patient.size() == 32);
+  const auto subject = *privacy::SubjectPseudonym::parse(patient);
+  // Home readings from 10:20 to 13:40 on 2026-03-01.
+  for (std::uint64_t i = 0; i < 3; ++i) {
+    storage::MessageBatch b;
+    b.device_id = "dev-env";
+    b.sequence = i + 1;
+    b.content_hash = "e" + std::to_string(i);
+    b.received_at = core::system_clock().now();
+    core::Reading r;
+    r.device = b.device_id;
+    r.code = "8867-4";
+    r.value = 70;
+    r.unit = "/min";
+    r.time = *core::parse_rfc3339("2026-03-01T10:20:00Z") + std::chrono::minutes(100 * i);
+    r.sequence = b.sequence;
+    b.readings.push_back(privacy::PseudonymousReading::bind(std::move(r), subject));
+    REQUIRE(f.store->observations().append(std::move(b)));
+  }
+  // Environment: three components every hour of the day in 3511, and another area.
+  std::string csv = "area,time,pm25,no2,temperature\n";
+  for (int h = 0; h < 24; ++h) {
+    const std::string hh = (h < 10 ? "0" : "") + std::to_string(h);
+    csv += "3511,2026-03-01T" + hh + ":00:00Z,8,20," + std::to_string(h % 10) + "\n";
+    csv += "3512,2026-03-01T" + hh + ":00:00Z,99,99,9\n";
+  }
+  REQUIRE(f.options.environment->import_csv(csv, "t.csv"));
+
+  auto environment_of = [&](const std::string& query) {
+    std::vector<std::string> ids;
+    std::vector<std::string> bodies;
+    std::string target = "/fhir/Patient/" + patient + "/$everything?_count=4" + query;
+    for (int pages = 0; !target.empty() && pages < 50; ++pages) {
+      auto r = f.call("GET", target, token);
+      INFO(r.body.substr(0, 600));
+      REQUIRE(r.status == 200);
+      auto page = parse(r.body);
+      if (page.HasMember("entry"))
+        for (const auto& e : page["entry"].GetArray()) {
+          const std::string url = e["fullUrl"].GetString();
+          if (url.find("/Observation/env-") == std::string::npos) continue;
+          ids.push_back(url.substr(url.rfind('/') + 1));
+          CHECK(e["resource"]["valueQuantity"]["value"].GetDouble() < 99);  // never the other area
+        }
+      bodies.push_back(r.body);
+      target = next_link(page).empty() ? "" : Fixture::target_of(next_link(page));
+    }
+    REQUIRE(target.empty());
+    return std::pair(ids, bodies);
+  };
+  // Without start/end: the hours of the home readings, 10:00 to 14:00 (4 hours x 3 components).
+  auto [ids, bodies] = environment_of("");
+  CHECK(ids.size() == 12);
+  CHECK(std::set<std::string>(ids.begin(), ids.end()).size() == ids.size());
+  CHECK(ids.front().starts_with("env-3511-pm25-"));
+  // With start and end: the whole requested period.
+  auto [day, day_bodies] = environment_of("&start=2026-03-01T00:00:00Z&end=2026-03-01T05:59:59Z");
+  CHECK(day.size() == 6 * 3);
+  // Only Devices and Patient asked: no environment.
+  CHECK(environment_of("&_type=Patient,Device").first.empty());
+
+  auto validated = testing::fhir_validate(bodies);
+  INFO(validated.output.substr(0, 3000));
+  CHECK(validated.exit_code == 0);
 }

@@ -47,6 +47,7 @@
 
 #include "telehub/auth/token_service.h"
 #include "telehub/clinical/resource_store.h"
+#include "telehub/environment/env_store.h"
 #include "telehub/formats/plausibility.h"
 #include "telehub/privacy/care_relations.h"
 #include "telehub/privacy/audit_log.h"
@@ -144,6 +145,11 @@ struct RouterOptions {
   // $export-status/<job> (GET polls, DELETE cancels) and $export-files/<job>/<file>.
   // Default: unset = those routes are 404.
   std::shared_ptr<BulkExports> exports;
+
+  // Environmental context (issue [8/8], docs/environment.md): Patient/$everything adds the
+  // hourly values of the patient's home area (PC4 of the vault postcode) over the requested
+  // period. Default: unset = no environment in the dossier.
+  std::shared_ptr<environment::EnvStore> environment;
 
   // Research (issue [8/8], docs/research.md): the research role's study outputs. The research
   // module supplies them through apps (fhir does not depend on it). Each unset hook: its routes
