@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "serve_process.h"
 #include "test_support.h"
 
 using namespace telehub;
@@ -32,56 +33,11 @@ std::string slurp(const std::filesystem::path& p) {
   return ss.str();
 }
 
-// A running `telehub serve --data <data> --http-port 0 <extra...>`, stopped with SIGTERM on
-// destruction. base() is the FHIR base URL from hub.json (empty when serve did not come up).
-class Serve {
+// `telehub serve` with this file's test KEK (serve_process.h).
+class Serve : public testing::ServeProcess {
  public:
   Serve(const std::filesystem::path& data, const std::filesystem::path& log, const std::vector<std::string>& extra)
-      : log_(log) {
-    std::filesystem::remove(data / "hub.json");
-    pid_ = fork();
-    if (pid_ == 0) {
-      std::freopen(log.c_str(), "w", stdout);
-      std::freopen(log.c_str(), "a", stderr);
-      ::setenv("TELEHUB_KEK", kKekHex.c_str(), 1);
-      std::vector<std::string> args{bin_path(), "serve", "--data", data.string(), "--http-port", "0"};
-      args.insert(args.end(), extra.begin(), extra.end());
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    // serve writes hub.json once its broker is up, just before the API listens; the log line
-    // "telehub: serving" follows once it listens.
-    for (int i = 0; i < 300 && slurp(log).find("telehub: serving") == std::string::npos; ++i)
-      std::this_thread::sleep_for(50ms);
-    std::smatch m;
-    const std::string hub = slurp(data / "hub.json");
-    if (std::regex_search(hub, m, std::regex("\"fhir\":\"([^\"]+)\""))) base_ = m[1];
-  }
-  ~Serve() { (void)stop(); }
-  const std::string& base() const { return base_; }
-  std::string log() const { return slurp(log_); }
-  // The port of base(), "0" when unknown.
-  std::string port() const {
-    std::smatch m;
-    return std::regex_search(base_, m, std::regex(":([0-9]+)/fhir$")) ? m[1].str() : std::string("0");
-  }
-  // SIGTERM and wait; the exit status (-1 when already stopped or killed by a signal).
-  int stop() {
-    if (pid_ <= 0) return -1;
-    ::kill(pid_, SIGTERM);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  }
-
- private:
-  std::filesystem::path log_;
-  pid_t pid_ = -1;
-  std::string base_;
+      : ServeProcess(bin_path(), kKekHex, data, log, extra) {}
 };
 
 // `openssl s_client` against 127.0.0.1:port with the given options; exit code 0 = handshake done.
