@@ -177,3 +177,81 @@ TEST_CASE("telehub research export writes a checked, audited dataset and reports
   CHECK(refused.output.find("variables[0].aggregation") != std::string::npos);
   CHECK(!std::filesystem::exists(dir.path() / "y"));
 }
+
+TEST_CASE("telehub research query prints a suppressed aggregate table, and exports join exposures from telehub env import",
+          "[e2e][research]") {
+  testing::TempDir dir;
+  const auto data = dir.path() / "data";
+  const auto forbidden = populate(data);
+  // Environment for area 3511 (every subject's home) over the readings' hours: pm25 = 10 + hour.
+  std::string csv = "area,time,pm25\n";
+  for (int day = 0; day < 6; ++day)
+    for (int h = 0; h < 24; ++h) {
+      const std::string dd = std::to_string(1 + day), hh = (h < 10 ? "0" : "") + std::to_string(h);
+      csv += "3511,2026-03-0" + dd + "T" + hh + ":00:00Z," + std::to_string(10 + h) + "\n";
+    }
+  std::ofstream(dir.path() / "env.csv") << csv;
+  auto imported = run("env import --data " + data.string() + " " + (dir.path() / "env.csv").string());
+  INFO(imported.output);
+  REQUIRE(imported.exit_code == 0);
+  CHECK(imported.output.find("144 rows, 144 values stored (0 replaced), 1 areas") != std::string::npos);
+
+  const auto study = dir.path() / "study.json";
+  std::ofstream(study) << R"({"id":"cli-hf","inclusion":{"conditions":[{"code":"84114007"}]},
+    "variables":[{"code":"29463-7","aggregation":"raw"}],"environment":["pm25"],
+    "quasi_identifiers":{"age_band_years":5,"sex":true},"k":5})";
+  const std::string common = " --data " + data.string() + " --study " + study.string();
+
+  // The export joins the exposure of the reading's true hour: every reading is at 11:00 UTC
+  // (enrolment 10:00 + 24 h * i + 1 h), so pm25 = 10 + 11; no row lacks it.
+  auto exported = run("research export --format ndjson --out " + (dir.path() / "out").string() + common);
+  INFO(exported.output);
+  REQUIRE(exported.exit_code == 0);
+  const std::string rows = read_file(dir.path() / "out" / "data.ndjson");
+  INFO(rows.substr(0, 600));
+  CHECK(rows.find("\"env_pm25\":21") != std::string::npos);
+  CHECK(rows.find("\"env_pm25\":null") == std::string::npos);
+
+  // The aggregate table: by sex, all periods; JSON by default, CSV on request.
+  auto table = run("research query --code 29463-7 --group-by sex --period all" + common);
+  INFO(table.output);
+  REQUIRE(table.exit_code == 0);
+  CHECK(table.output.find("\"min_subjects\":5") != std::string::npos);
+  CHECK(table.output.find("177.77") == std::string::npos);  // the subject without consent
+  for (const auto& s : forbidden) CHECK(table.output.find(s) == std::string::npos);
+  std::ofstream(dir.path() / "table.json") << table.output;
+  auto checked = testing::run_command("node " + (testing::source_dir() / "tests" / "research" / "aggregate_checker.mjs").string() +
+                                      " " + (dir.path() / "table.json").string() + " 2>&1");
+  INFO(checked.output);
+  CHECK(checked.exit_code == 0);
+  auto as_csv = run("research query --code 29463-7 --group-by sex --period all --format csv --min-subjects 7" + common);
+  REQUIRE(as_csv.exit_code == 0);
+  CHECK(as_csv.output.starts_with("group,period,subjects,readings,mean,min,max,p10,p25,p50,p75,p90\n"));
+  // 6 women and 6 men: below 7, both groups suppressed, the total (12) shown.
+  CHECK(as_csv.output.find("female,*,suppressed") != std::string::npos);
+  CHECK(as_csv.output.find("*,*,12,60,") != std::string::npos);
+
+  // Audited: one research.query record per query, with the parameters.
+  auto audit = privacy::AuditLog::open(data / "audit.db");
+  REQUIRE(audit);
+  auto recent = (*audit)->recent(50);
+  REQUIRE(recent);
+  int queries = 0;
+  for (const auto& r : *recent)
+    if (r.event_type == "research.query" && r.objects == "Group/cli-hf" && r.query.starts_with("code=29463-7")) ++queries;
+  CHECK(queries == 2);
+
+  // Usage errors: exit 2 with a message.
+  for (const std::string& bad : std::vector<std::string>{"research query --code 29463-7 --data x", "research query --study s.json",
+                                 "research query --code x --period fortnight --study s.json",
+                                 "research query --code x --format xml --study s.json"}) {
+    INFO(bad);
+    auto r = run(bad);
+    CHECK(r.exit_code == 2);
+    CHECK(r.output.find("telehub: ") != std::string::npos);
+  }
+  // A group-by the study does not keep: exit 1, named.
+  auto region = run("research query --code 29463-7 --group-by region" + common);
+  CHECK(region.exit_code == 1);
+  CHECK(region.output.find("region") != std::string::npos);
+}
