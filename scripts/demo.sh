@@ -30,6 +30,11 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+# Environmental context for the simulated patients' home areas (postcodes 3500..3519): a
+# synthetic hourly series from two days ago to tomorrow (docs/environment.md).
+node config/environment/generate.mjs --csv "$(date -u -d '2 days ago' +%Y-%m-%d)" 4 >"$DATA/demo-environment.csv"
+"$BIN" env import --data "$DATA" "$DATA/demo-environment.csv" >/dev/null
+
 CA="$DATA/ca/ca.pem"
 API="https://127.0.0.1:$PORT/fhir"
 echo "starting the hub (log: $LOG) ..."
@@ -85,6 +90,8 @@ telehub is running: readings from 3 simulated patients are arriving.
                    (care relation of demo-hospital: name and BSN; audited)
   heart rate       curl --cacert $CA -H "Authorization: Bearer \$TOKEN" '$API/Observation?patient=$patient&code=http://loinc.org|8867-4&_count=5'
   blood pressure   curl --cacert $CA -H "Authorization: Bearer \$TOKEN" '$API/Observation?patient=$patient&code=85354-9&date=ge$(date -u +%Y-%m-%d)'
+  the dossier      curl --cacert $CA -H "Authorization: Bearer \$TOKEN" '$API/Patient/$patient/\$everything?_count=200'
+                   (Patient, Devices, home readings, then the air quality and weather of the home area)
   without a token  curl --cacert $CA $API/Patient/$patient        (401)
   who looked       $BIN audit show --patient $patient --data $DATA
   audit chain      $BIN audit verify --data $DATA
