@@ -16,6 +16,7 @@
 // acceptor and every open connection, and run the io_context once more on the calling thread
 // so the session coroutines see their closed sockets and finish.
 #include "telehub/fhir/http_server.h"
+#include "telehub/core/unique_fd.h"
 
 // Boost 1.74's awaitable.hpp uses std::exchange without including <utility>.
 #include <utility>
@@ -37,6 +38,9 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -489,6 +493,9 @@ class BeastServer final : public HttpServer {
         socket.close(peer_ec);
         continue;
       }
+      // No Nagle delay: a response is written as header, then body pieces; with Nagle and the
+      // client's delayed ACK, each response could wait ~40 ms before its body.
+      socket.set_option(tcp::no_delay(true), peer_ec);
       Peer who{peer.address().to_string(), peer.address().to_string() + ":" + std::to_string(peer.port()),
                peer.address().is_loopback()};
       if (!admit(who.ip)) {
@@ -672,16 +679,19 @@ class BeastServer final : public HttpServer {
     }
   }
 
-  // A response whose body is a file (Response::file): streamed from disk by Beast's file_body
-  // in pieces, so a large Bulk Data file never sits in memory whole; not gzip-coded. A file
-  // that cannot be opened is answered 404 like a missing one.
+  // A response whose body is a file (Response::file): the header (with the file's size as
+  // Content-Length), then the file read and written in pieces of kFilePiece bytes, so a large
+  // Bulk Data file never sits in memory whole; not gzip-coded. The write deadline applies to
+  // each piece, not to the whole file: a large export over a slow link is not cut off, a
+  // stalled reader still is. A file that cannot be opened is answered 404 like a missing one.
+  static constexpr std::size_t kFilePiece = 256 * 1024;
   template <class Stream>
   net::awaitable<void> write_file(Stream& stream, Response response, unsigned version, bool keep_alive, bool head,
                                   beast::error_code& ec) {
-    http::response<http::file_body> res{static_cast<http::status>(response.status), version};
-    beast::error_code open_ec;
-    res.body().open(response.file.c_str(), beast::file_mode::scan, open_ec);
-    if (open_ec) {
+    const int fd = ::open(response.file.c_str(), O_RDONLY | O_CLOEXEC);
+    struct stat st {};
+    if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+      if (fd >= 0) ::close(fd);
       Response missing;
       missing.status = 404;
       missing.content_type = "application/fhir+json; charset=utf-8";
@@ -689,24 +699,31 @@ class BeastServer final : public HttpServer {
       co_await write(stream, std::move(missing), version, keep_alive, head, false, ec);
       co_return;
     }
+    core::UniqueFd file(fd);
+    http::response<http::empty_body> res{static_cast<http::status>(response.status), version};
     res.set(http::field::server, "telehub");
     if (!response.content_type.empty()) res.set(http::field::content_type, response.content_type);
     for (const auto& [name, value] : response.headers) res.set(name, value);
     if (!hsts_.empty()) res.set(http::field::strict_transport_security, hsts_);
     res.keep_alive(keep_alive);
-    res.prepare_payload();
+    res.content_length(static_cast<std::uint64_t>(st.st_size));
     tcp_layer(stream).expires_after(options_.request_timeout);
-    http::response_serializer<http::file_body> serializer{res};
-    if (head) {
-      co_await http::async_write_header(stream, serializer, net::redirect_error(net::use_awaitable, ec));
-      co_return;
-    }
-    // The write deadline applies to each piece, not the whole file: a large export over a slow
-    // link is not cut off, a stalled reader still is.
-    while (!serializer.is_done()) {
-      co_await http::async_write_some(stream, serializer, net::redirect_error(net::use_awaitable, ec));
-      if (ec) co_return;
+    http::response_serializer<http::empty_body> serializer{res};
+    co_await http::async_write_header(stream, serializer, net::redirect_error(net::use_awaitable, ec));
+    if (ec || head) co_return;
+    std::vector<char> piece(kFilePiece);
+    auto left = static_cast<std::uint64_t>(st.st_size);
+    while (left > 0) {
+      const ssize_t n = ::read(file.get(), piece.data(), static_cast<std::size_t>(std::min<std::uint64_t>(left, piece.size())));
+      if (n <= 0) {  // the file shrank or cannot be read: the response cannot be completed
+        ec = beast::error_code(EIO, beast::generic_category());
+        co_return;
+      }
       tcp_layer(stream).expires_after(options_.request_timeout);
+      co_await net::async_write(stream, net::buffer(piece.data(), static_cast<std::size_t>(n)),
+                                net::redirect_error(net::use_awaitable, ec));
+      if (ec) co_return;
+      left -= static_cast<std::uint64_t>(n);
     }
   }
 
