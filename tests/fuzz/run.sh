@@ -5,7 +5,7 @@
 #   tests/fuzz/run.sh [seconds-per-target]     (default 60)
 #
 # Environment: CXX_FUZZ (default clang++-14), FUZZ_TARGETS (default "envelope_open
-# payload_decode store_codec senml_decode mapping_apply search_params fhir_patient router"), FUZZ_MAX_LEN (default 4096), FUZZ_BUILD_ONLY=1 to build and stop,
+# payload_decode store_codec senml_decode mapping_apply search_params fhir_patient router env_import study_parse"), FUZZ_MAX_LEN (default 4096), FUZZ_BUILD_ONLY=1 to build and stop,
 # FUZZ_KEEP_GOING=1 to go on after a crash (libFuzzer fork mode).
 # Exits non-zero when a harness finds a crash, leak, timeout or invariant violation; the input
 # is copied to tests/fuzz/regressions/ so the normal test run (envelope_tests "[fuzz]")
@@ -16,7 +16,7 @@ seconds="${1:-60}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 out="$root/build-fuzz"
 cxx="${CXX_FUZZ:-clang++-14}"
-targets="${FUZZ_TARGETS:-envelope_open payload_decode store_codec senml_decode mapping_apply search_params fhir_patient router}"
+targets="${FUZZ_TARGETS:-envelope_open payload_decode store_codec senml_decode mapping_apply search_params fhir_patient router env_import study_parse}"
 max_len="${FUZZ_MAX_LEN:-4096}"
 
 if ! command -v "$cxx" >/dev/null; then
@@ -29,7 +29,7 @@ flags=(-std=c++20 -g -O1 -fno-omit-frame-pointer
        -fsanitize-ignorelist="$root/tests/fuzz/ubsan-ignorelist.txt"
        -Wall -Wextra -Wpedantic
        -I"$root/core/include" -I"$root/envelope/include" -I"$root/formats/include" -I"$root/privacy/include"
-       -I"$root/sqlite/include" -I"$root/storage/include" -I"$root/fhir/include" -I"$root/auth/include" -I"$root/clinical/include" -I"$root/storage/src" -I"$root/fhir/src"
+       -I"$root/sqlite/include" -I"$root/storage/include" -I"$root/fhir/include" -I"$root/auth/include" -I"$root/clinical/include" -I"$root/environment/include" -I"$root/research/include" -I"$root/storage/src" -I"$root/fhir/src"
        -I/usr/include)
 
 # 1. Build: the telehub sources with coverage instrumentation, then one binary per harness.
@@ -39,7 +39,7 @@ flags=(-std=c++20 -g -O1 -fno-omit-frame-pointer
 mkdir -p "$out/obj"
 rm -f "$out"/obj/fhir_http_server.o
 sources=()
-for src in "$root"/{core,envelope,formats,privacy,sqlite,storage,clinical,auth,fhir}/src/*.cpp; do
+for src in "$root"/{core,envelope,formats,privacy,sqlite,storage,clinical,environment,research,auth,fhir}/src/*.cpp; do
   [ "$(basename "$src")" = http_server.cpp ] && continue
   sources+=("$src")
 done
@@ -49,7 +49,7 @@ for src in "${sources[@]}"; do
   obj="$out/obj/$(basename "$(dirname "$(dirname "$src")")")_$(basename "${src%.cpp}").o"
   # Up to date: newer than its source and than every header of the modules.
   if [ "$obj" -nt "$src" ] && [ "$obj" -nt "$0" ] &&
-     [ -z "$(find "$root"/{core,envelope,formats,privacy,sqlite,storage,clinical,auth,fhir}/{include,src} -name '*.h' -newer "$obj" -print -quit)" ]; then
+     [ -z "$(find "$root"/{core,envelope,formats,privacy,sqlite,storage,clinical,environment,research,auth,fhir}/{include,src} -name '*.h' -newer "$obj" -print -quit)" ]; then
     continue
   fi
   "$cxx" "${flags[@]}" -fsanitize=fuzzer-no-link -c "$src" -o "$obj" &
@@ -82,6 +82,8 @@ summary=()
 for t in $targets; do
   case "$t" in
     fhir_patient) seeds=fhir_json ;;
+    env_import) seeds=env ;;
+    study_parse) seeds=study ;;
     *) seeds="${t%%_*}" ;;  # envelope_open -> envelope, search_params -> search, router -> router
   esac
   corpus="$out/corpus-$t"
