@@ -263,38 +263,6 @@ std::string aggregate_bundle_json(const std::vector<AggregateSeries>& series, st
   return to_string(buffer);
 }
 
-// ---------------------------------------------------------------- $lastn
-
-std::string lastn_bundle_json(const std::vector<storage::StoredObservation>& observations,
-                              const formats::Plausibility& rules, const BundleLinks& links) {
-  JsonBuffer buffer;
-  JsonWriter w(buffer);
-  w.StartObject();
-  write_member(w, "resourceType", "Bundle");
-  write_member(w, "type", "searchset");
-  write_key(w, "total");
-  w.Int(static_cast<int>(observations.size()));
-  write_links(w, links);
-  if (!observations.empty()) {
-    write_key(w, "entry");
-    w.StartArray();
-    for (const auto& o : observations) {
-      w.StartObject();
-      write_member(w, "fullUrl", links.base_url + "/Observation/" + std::to_string(o.id));
-      write_key(w, "resource");
-      write_observation(w, o, rules);
-      write_key(w, "search");
-      w.StartObject();
-      write_member(w, "mode", "match");
-      w.EndObject();
-      w.EndObject();
-    }
-    w.EndArray();
-  }
-  w.EndObject();
-  return to_string(buffer);
-}
-
 // ---------------------------------------------------------------- request parameters
 
 bool wants_aggregate(const std::vector<QueryParam>& params) {

@@ -1,9 +1,10 @@
 // Dense views of home readings as FHIR R4 (docs/dense.md): hourly and daily aggregate
 // Observations (the telehub extension parameter `_aggregate` on GET Observation) and
-// Observation/$lastn (http://hl7.org/fhir/R4/observation-operation-lastn.html). The router
-// parses a request with parse_aggregate_request() / parse_lastn_request(), reads
-// storage::ObservationStore::aggregate() / latest(), and writes the Bundle with the writers
-// below.
+// the parameters of Observation/$lastn (http://hl7.org/fhir/R4/observation-operation-lastn.html).
+// The router parses a request with parse_aggregate_request() / parse_lastn_request(), reads
+// storage::ObservationStore::aggregate() / latest() (and, for $lastn, the clinical store), and
+// writes the aggregate Bundle with the writer below ($lastn's Bundle, which mixes home readings
+// and clinical Observations, is the router's).
 //
 // An aggregate Observation (one per bucket and series):
 //   - id "agg.<h|d>.<bucket index>.<subject pseudonym>.<code>" (aggregate_observation_id());
@@ -88,16 +89,6 @@ struct BundleLinks {
 // entries written, one entry per aggregate Observation with search.mode match.
 std::string aggregate_bundle_json(const std::vector<AggregateSeries>& series, std::string_view subject,
                                   storage::BucketSize size, const BundleLinks& links);
-
-// ---------------------------------------------------------------- $lastn
-
-// searchset Bundle of $lastn: the observations as storage::ObservationStore::latest() returns
-// them (grouped by code, newest first within a code), written with write_observation(), with
-// search.mode match; total = their number. Grouping is by the stored LOINC code, which is the
-// LOINC coding of each Observation.code (http://hl7.org/fhir/R4/observation-operation-lastn.html:
-// "grouped by code").
-std::string lastn_bundle_json(const std::vector<storage::StoredObservation>& observations,
-                              const formats::Plausibility& rules, const BundleLinks& links);
 
 // ---------------------------------------------------------------- request parameters
 

@@ -701,37 +701,62 @@ class Handlers {
 
   // ---- Bulk Data export (docs/bulk-export.md) ----
 
-  // Kick-off: level "system", "patient" or the Group's organisation.
-  Response export_kick_off(const Request& r, const Principal& p, std::string_view level, std::string_view query) const {
-    if (!options_.exports) return not_found("unknown route");
+  // The kick-off's header and parameters (Prefer: respond-async; _outputFormat, _type and,
+  // with `since_ok`, _since) into `request`; an error answer when they are not acceptable.
+  std::optional<Response> export_parameters(const Request& r, std::string_view query, bool since_ok,
+                                            ExportRequest& request) const {
     bool async = false;
     for (const auto& [k, v] : r.headers)
       if ((k == "Prefer" || k == "prefer") && v.find("respond-async") != std::string::npos) async = true;
     if (!async) return error_response(400, "required", "a bulk export needs the header Prefer: respond-async");
     auto params = parse_query(query);
     if (!params) return error_response(400, "value", "malformed query string (bad percent-encoding)");
-    ExportRequest request;
     for (const auto& q : *params) {
       if (q.name == "_outputFormat") {
         if (q.value != "application/fhir+ndjson" && q.value != "application/ndjson" && q.value != "ndjson")
           return error_response(400, "not-supported", "_outputFormat must be application/fhir+ndjson");
       } else if (q.name == "_type") {
-        std::size_t b = 0;
-        for (;;) {
+        for (std::size_t b = 0;;) {
           const auto c = q.value.find(',', b);
           const std::string t = q.value.substr(b, c == std::string::npos ? std::string::npos : c - b);
           if (!t.empty()) request.types.push_back(t);
           if (c == std::string::npos) break;
           b = c + 1;
         }
-      } else if (q.name == "_since") {
+      } else if (q.name == "_since" && since_ok) {
         auto range = clinical::fhir_date_range(q.value);
         if (!range) return error_response(400, "value", "_since must be a FHIR instant");
         request.since = core::from_unix_millis(range->from_ms);
       } else {
-        return error_response(400, "not-supported", "bulk export supports _outputFormat, _type and _since");
+        return error_response(400, "not-supported", since_ok ? "bulk export supports _outputFormat, _type and _since"
+                                                             : "a study export supports _outputFormat and _type");
       }
     }
+    return std::nullopt;
+  }
+
+  // Starts the job: 202 with Content-Location, 429 when too many run, 400 for a bad request.
+  Response start_export(ExportRequest request) const {
+    auto job = options_.exports->kick_off(std::move(request));
+    if (!job) {
+      if (job.error().code == core::Code::kResourceExhausted) {
+        auto busy = error_response(429, "throttled", "too many bulk exports in progress; retry later");
+        busy.headers.emplace_back("Retry-After", "30");
+        return busy;
+      }
+      if (job.error().code == core::Code::kInvalidArgument) return error_response(400, "value", job.error().message);
+      return internal_error(job.error());
+    }
+    auto accepted = error_response_with(202, "information", "informational", "bulk export started");
+    accepted.headers.emplace_back("Content-Location", options_.base_url + "/$export-status/" + *job);
+    return accepted;
+  }
+
+  // Kick-off: level "system", "patient" or the Group's organisation.
+  Response export_kick_off(const Request& r, const Principal& p, std::string_view level, std::string_view query) const {
+    if (!options_.exports) return not_found("unknown route");
+    ExportRequest request;
+    if (auto refused = export_parameters(r, query, true, request)) return *refused;
     // Scopes: every requested type must be readable; without _type, the readable default types.
     if (p.kind == Principal::Kind::kGrant) {
       for (const auto& t : request.types)
@@ -776,48 +801,15 @@ class Handlers {
     for (const auto& subject : cohort)
       if (!audit(r, p, Endpoint::kExport, "success", subject, "Patient/" + subject, std::string(query))) return audit_failed();
     if (cohort.empty() && !audit(r, p, Endpoint::kExport, "success", "", "Bundle", std::string(query))) return audit_failed();
-    auto job = options_.exports->kick_off(std::move(request));
-    if (!job) {
-      if (job.error().code == core::Code::kResourceExhausted) {
-        auto busy = error_response(429, "throttled", "too many bulk exports in progress; retry later");
-        busy.headers.emplace_back("Retry-After", "30");
-        return busy;
-      }
-      if (job.error().code == core::Code::kInvalidArgument) return error_response(400, "value", job.error().message);
-      return internal_error(job.error());
-    }
-    auto accepted = error_response_with(202, "information", "informational", "bulk export started");
-    accepted.headers.emplace_back("Content-Location", options_.base_url + "/$export-status/" + *job);
-    return accepted;
+    return start_export(std::move(request));
   }
 
   // Group/<study id>/$export by the research role (docs/research.md): the study's pseudonymised
   // dataset as FHIR NDJSON, written by the research module (RouterOptions::research).
   Response research_export(const Request& r, const Principal& p, std::string_view study, std::string_view query) const {
     if (!options_.exports || !options_.research.export_study || !options_.research.studies) return not_found("unknown route");
-    bool async = false;
-    for (const auto& [k, v] : r.headers)
-      if ((k == "Prefer" || k == "prefer") && v.find("respond-async") != std::string::npos) async = true;
-    if (!async) return error_response(400, "required", "a bulk export needs the header Prefer: respond-async");
-    auto params = parse_query(query);
-    if (!params) return error_response(400, "value", "malformed query string (bad percent-encoding)");
     ExportRequest request;
-    for (const auto& q : *params) {
-      if (q.name == "_outputFormat") {
-        if (q.value != "application/fhir+ndjson" && q.value != "application/ndjson" && q.value != "ndjson")
-          return error_response(400, "not-supported", "_outputFormat must be application/fhir+ndjson");
-      } else if (q.name == "_type") {
-        for (std::size_t b = 0;;) {
-          const auto c = q.value.find(',', b);
-          const std::string t = q.value.substr(b, c == std::string::npos ? std::string::npos : c - b);
-          if (!t.empty()) request.types.push_back(t);
-          if (c == std::string::npos) break;
-          b = c + 1;
-        }
-      } else {
-        return error_response(400, "not-supported", "a study export supports _outputFormat and _type");
-      }
-    }
+    if (auto refused = export_parameters(r, query, false, request)) return *refused;
     const std::string object = "Group/" + std::string(study);
     auto studies = options_.research.studies();
     if (!studies) return internal_error(studies.error());
@@ -831,19 +823,7 @@ class Handlers {
     request.producer = [hook = options_.research.export_study, id = std::string(study),
                         types = request.types](const ExportRequest::WriteFn& write) { return hook(id, types, write); };
     if (!audit(r, p, Endpoint::kResearchExport, "success", "", object, std::string(query))) return audit_failed();
-    auto job = options_.exports->kick_off(std::move(request));
-    if (!job) {
-      if (job.error().code == core::Code::kResourceExhausted) {
-        auto busy = error_response(429, "throttled", "too many bulk exports in progress; retry later");
-        busy.headers.emplace_back("Retry-After", "30");
-        return busy;
-      }
-      if (job.error().code == core::Code::kInvalidArgument) return error_response(400, "value", job.error().message);
-      return internal_error(job.error());
-    }
-    auto accepted = error_response_with(202, "information", "informational", "bulk export started");
-    accepted.headers.emplace_back("Content-Location", options_.base_url + "/$export-status/" + *job);
-    return accepted;
+    return start_export(std::move(request));
   }
 
   Response export_status(const Request& r, const Principal& p, std::string_view job) const {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "../../fhir/src/dense.h"
+#include "telehub/fhir/router.h"
 #include "telehub/formats/plausibility.h"
 #include "telehub/storage/store.h"
 #include "test_support.h"
@@ -267,14 +268,19 @@ TEST_CASE("aggregate ids encode bucket, subject and code and fit a FHIR id", "[f
 TEST_CASE("lastn Bundle groups the newest readings by code and is valid", "[fhir][dense]") {
   Fixture f;
   const std::string subject = f.subject.str();
-  auto latest = must(f.store->observations().latest(subject, {}, 3));
-  REQUIRE(latest.size() == 6);  // 3 heart rates, 3 panels
-  fhir::BundleLinks links{kBase, std::string(kBase) + "/Observation/$lastn?max=3", ""};
-  const auto bundle = fhir::lastn_bundle_json(latest, formats::Plausibility::defaults(), links);
+  fhir::RouterOptions options;
+  options.base_url = kBase;
+  fhir::Router router(*f.store, options);
+  auto call = [&](const std::string& target) {
+    return router.handle(fhir::Request{"GET", target, {}, "", "127.0.0.1:1", true});
+  };
+  const auto response = call("/fhir/Observation/$lastn?patient=" + subject + "&max=3");
+  REQUIRE(response.status == 200);
+  const std::string& bundle = response.body;
   rapidjson::Document d;
   d.Parse(bundle.c_str(), bundle.size());
   REQUIRE_FALSE(d.HasParseError());
-  REQUIRE(d["entry"].Size() == 6);
+  REQUIRE(d["entry"].Size() == 6);  // 3 heart rates, 3 panels
   CHECK(d["total"].GetInt() == 6);
   // Grouped by the LOINC coding (ascending), newest first within a group.
   std::vector<std::pair<std::string, std::string>> order;
@@ -287,7 +293,9 @@ TEST_CASE("lastn Bundle groups the newest readings by code and is valid", "[fhir
   CHECK(order[3].second > order[4].second);
   // Brute force: the newest heart rate is the last minute of the seven days.
   CHECK(order[3].second == core::format_rfc3339(core::from_unix_millis(kT0 + 7 * kDay - kMinute)));
-  require_valid({bundle, fhir::lastn_bundle_json({}, formats::Plausibility::defaults(), links)});
+  const auto none = call("/fhir/Observation/$lastn?patient=" + subject + "&code=29463-7");
+  REQUIRE(none.status == 200);
+  require_valid({bundle, none.body});
 }
 
 TEST_CASE("dense request parameters: _aggregate and lastn", "[fhir][dense]") {
