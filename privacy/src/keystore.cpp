@@ -206,4 +206,43 @@ Result<core::Bytes> Kek::unwrap(std::span<const std::uint8_t> blob, std::string_
   return out;
 }
 
+Result<core::Bytes> open_or_create_wrapped_key(const std::filesystem::path& path, const Kek& kek, std::string_view ad,
+                                               std::size_t size, std::string_view what) {
+  const std::string name(what);
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
+    std::filesystem::create_directories(path.parent_path(), ec);
+    auto key = core::random_bytes(size);
+    if (!key) return tl::unexpected(key.error());
+    auto blob = kek.wrap(*key, ad);
+    OPENSSL_cleanse(key->data(), key->size());
+    if (!blob) return tl::unexpected(blob.error());
+    // O_EXCL: two processes creating the key at once must not end up with different keys.
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+      bool ok = ::write(fd, blob->data(), blob->size()) == static_cast<ssize_t>(blob->size()) && ::fsync(fd) == 0;
+      ::close(fd);
+      if (!ok) {
+        ::unlink(path.c_str());
+        return core::fail(core::Code::kUnavailable, "key_file", "cannot write the " + name + " file");
+      }
+    } else if (errno != EEXIST) {
+      return core::fail(core::Code::kUnavailable, "key_file", "cannot create the " + name + " file");
+    }
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return core::fail(core::Code::kUnavailable, "key_file", "cannot read the " + name + " file");
+  core::Bytes blob((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (blob.size() == size)
+    return core::fail(core::Code::kDataLoss, "bad_key_file",
+                      "the " + name + " file holds an unwrapped key (written before keys were wrapped under a KEK); "
+                      "start from a new data directory");
+  if (blob.empty()) return core::fail(core::Code::kDataLoss, "bad_key_file", "the " + name + " file is empty");
+  auto key = kek.unwrap(blob, ad);
+  if (!key)
+    return core::fail(core::Code::kDataLoss, "unwrap_failed",
+                      "the " + name + " file does not unwrap under this KEK (wrong KEK, or damaged file)");
+  return key;
+}
+
 }  // namespace telehub::privacy

@@ -58,39 +58,8 @@ std::string Pseudonymiser::pseudonym_key_ad() { return key_ad("pseudonym", "subj
 
 Result<std::unique_ptr<Pseudonymiser>> Pseudonymiser::open_wrapped_key_file(const std::filesystem::path& path,
                                                                           const Kek& kek) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) {
-    std::filesystem::create_directories(path.parent_path(), ec);
-    auto key = core::random_bytes(kKeySize);
-    if (!key) return tl::unexpected(key.error());
-    auto blob = kek.wrap(*key, pseudonym_key_ad());
-    OPENSSL_cleanse(key->data(), key->size());
-    if (!blob) return tl::unexpected(blob.error());
-    // O_EXCL: two processes creating the key at once must not end up with different keys.
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd >= 0) {
-      bool ok = ::write(fd, blob->data(), blob->size()) == static_cast<ssize_t>(blob->size()) && ::fsync(fd) == 0;
-      ::close(fd);
-      if (!ok) {
-        ::unlink(path.c_str());
-        return core::fail(core::Code::kUnavailable, "key_file", "cannot write pseudonym key file");
-      }
-    } else if (errno != EEXIST) {
-      return core::fail(core::Code::kUnavailable, "key_file", "cannot create pseudonym key file");
-    }
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return core::fail(core::Code::kUnavailable, "key_file", "cannot read pseudonym key file");
-  core::Bytes blob((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (blob.size() == kKeySize)
-    return core::fail(core::Code::kDataLoss, "bad_key_file",
-                      "pseudonym key file holds an unwrapped key (written before keys were wrapped under a KEK); "
-                      "start from a new data directory");
-  if (blob.empty()) return core::fail(core::Code::kDataLoss, "bad_key_file", "pseudonym key file is empty");
-  auto key = kek.unwrap(blob, pseudonym_key_ad());
-  if (!key)
-    return core::fail(core::Code::kDataLoss, "unwrap_failed",
-                      "pseudonym key file does not unwrap under this KEK (wrong KEK, or damaged file)");
+  auto key = open_or_create_wrapped_key(path, kek, pseudonym_key_ad(), kKeySize, "pseudonym key");
+  if (!key) return tl::unexpected(key.error());
   auto p = from_key(*key);
   OPENSSL_cleanse(key->data(), key->size());
   return p;

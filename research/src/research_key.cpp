@@ -38,35 +38,8 @@ Result<ResearchKey> ResearchKey::from_key(std::span<const std::uint8_t> key) {
 std::string ResearchKey::key_ad() { return privacy::key_ad("research", "study"); }
 
 Result<ResearchKey> ResearchKey::open_wrapped_key_file(const std::filesystem::path& path, const privacy::Kek& kek) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) {
-    std::filesystem::create_directories(path.parent_path(), ec);
-    auto key = core::random_bytes(kKeySize);
-    if (!key) return tl::unexpected(key.error());
-    auto blob = kek.wrap(*key, key_ad());
-    OPENSSL_cleanse(key->data(), key->size());
-    if (!blob) return tl::unexpected(blob.error());
-    // O_EXCL: two processes creating the key at once must not end up with different keys.
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd >= 0) {
-      bool ok = ::write(fd, blob->data(), blob->size()) == static_cast<ssize_t>(blob->size()) && ::fsync(fd) == 0;
-      ::close(fd);
-      if (!ok) {
-        ::unlink(path.c_str());
-        return core::fail(core::Code::kUnavailable, "key_file", "cannot write the research key file");
-      }
-    } else if (errno != EEXIST) {
-      return core::fail(core::Code::kUnavailable, "key_file", "cannot create the research key file");
-    }
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return core::fail(core::Code::kUnavailable, "key_file", "cannot read the research key file");
-  core::Bytes blob((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (blob.empty()) return core::fail(core::Code::kDataLoss, "bad_key_file", "the research key file is empty");
-  auto key = kek.unwrap(blob, key_ad());
-  if (!key)
-    return core::fail(core::Code::kDataLoss, "unwrap_failed",
-                      "the research key file does not unwrap under this KEK (wrong KEK, or damaged file)");
+  auto key = privacy::open_or_create_wrapped_key(path, kek, key_ad(), kKeySize, "research key");
+  if (!key) return tl::unexpected(key.error());
   auto k = from_key(*key);
   OPENSSL_cleanse(key->data(), key->size());
   return k;

@@ -94,4 +94,14 @@ class Kek {
   std::array<std::uint8_t, kSize> key_{};
 };
 
+// A key file holding a `size`-byte secret wrapped under `kek` with associated data `ad` (the
+// pseudonym key, the research key): read and unwrapped, or, when the file does not exist,
+// created with fresh random bytes (mode 0600, parent directories created; O_EXCL, so two
+// processes creating it at once end up with the same key). `what` names the key in messages
+// ("pseudonym key"). Fails with unavailable/key_file on I/O errors, data_loss/bad_key_file when
+// the file is empty or holds exactly `size` bytes (an unwrapped key, written before keys were
+// wrapped), data_loss/unwrap_failed when it does not unwrap under `kek` with `ad`.
+[[nodiscard]] Result<core::Bytes> open_or_create_wrapped_key(const std::filesystem::path& path, const Kek& kek,
+                                                             std::string_view ad, std::size_t size, std::string_view what);
+
 }  // namespace telehub::privacy
