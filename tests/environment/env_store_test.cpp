@@ -35,6 +35,9 @@ std::string slurp(const std::filesystem::path& p) {
 TEST_CASE("env: the telehub CSV imports, replaces on re-import and refuses bad rows by line", "[environment]") {
   testing::TempDir dir;
   auto store = open(dir);
+  // The store file is the owner's only (mode 0600), even though it holds nothing personal.
+  namespace fs = std::filesystem;
+  CHECK((fs::status(dir.path() / "environment.db").permissions() & (fs::perms::group_all | fs::perms::others_all)) == fs::perms::none);
   const std::string csv =
       "area,time,no2,pm25,temperature\n"
       "3511,2026-03-01T13:00:00Z,21.5,8,7.5\n"
