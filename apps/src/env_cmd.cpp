@@ -26,7 +26,8 @@ any file was refused or a file could not be read.
   --stations FILE      lml: the stations (station,name,lat,lon)
   --areas FILE         lml: the area centroids (area,lat,lon)
   --max-distance-km N  lml: an area takes its nearest station within N km. Default: 25
-  --utc-offset H       lml: the file's times are local at UTC+H. Default: 1 (as RIVM publishes)
+  --utc-offset H       lml: times without an offset are local at UTC+H. Default: 1 (as RIVM
+                       publishes); a time that states its offset (+01:00, Z) is read with it
   --data DIR           data directory (default ./data)
 show: prints the values of an area, one line per hour and component.
   --from, --to         RFC 3339 times; default: the last 7 days

@@ -127,29 +127,54 @@ std::string out_of_range(Component c, double v) {
   }
 }
 
-// "YYYYMMDD HH:MM" (RIVM) or "YYYY-MM-DD HH:MM[:SS]" as the local time of the file; ms since
-// the epoch of that wall-clock time read as UTC.
-std::optional<std::int64_t> lml_time(std::string_view t) {
-  int y = 0, mo = 0, d = 0, h = 0, mi = 0;
-  auto digits = [&](std::string_view s, int& out) {
-    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-    return ec == std::errc() && end == s.data() + s.size();
+// A Begindatumtijd: "YYYYMMDD HH:MM" (RIVM) or "YYYY-MM-DD HH:MM[:SS]" (a 'T' instead of the
+// space is accepted), optionally followed by "Z" or an offset "+HH:MM" / "-HH:MM" (RFC 3339
+// section 5.6). `wall_ms`: that wall-clock time read as UTC; `offset_minutes`: the offset the
+// text states, when it states one. The caller checks that the time is the start of a UTC hour.
+struct LmlTime {
+  std::int64_t wall_ms = 0;
+  std::optional<int> offset_minutes;
+};
+
+std::optional<LmlTime> lml_time(std::string_view t) {
+  int y = 0, mo = 0, d = 0, h = 0, mi = 0, s = 0;
+  auto digits = [](std::string_view text, int& out) {
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+    return !text.empty() && text.front() != '-' && text.front() != '+' && ec == std::errc() && end == text.data() + text.size();
   };
-  if (t.size() == 14 && t[8] == ' ' && t[11] == ':') {
+  std::string_view rest;
+  if (t.size() >= 14 && t[8] == ' ' && t[11] == ':') {
     if (!digits(t.substr(0, 4), y) || !digits(t.substr(4, 2), mo) || !digits(t.substr(6, 2), d) || !digits(t.substr(9, 2), h) ||
         !digits(t.substr(12, 2), mi))
       return std::nullopt;
-  } else if ((t.size() == 16 || t.size() == 19) && t[4] == '-' && t[7] == '-' && (t[10] == ' ' || t[10] == 'T') && t[13] == ':') {
+    rest = t.substr(14);
+  } else if (t.size() >= 16 && t[4] == '-' && t[7] == '-' && (t[10] == ' ' || t[10] == 'T') && t[13] == ':') {
     if (!digits(t.substr(0, 4), y) || !digits(t.substr(5, 2), mo) || !digits(t.substr(8, 2), d) || !digits(t.substr(11, 2), h) ||
         !digits(t.substr(14, 2), mi))
       return std::nullopt;
+    rest = t.substr(16);
+    if (rest.size() >= 3 && rest[0] == ':') {
+      if (!digits(rest.substr(1, 2), s)) return std::nullopt;
+      rest.remove_prefix(3);
+    }
   } else {
+    return std::nullopt;
+  }
+  LmlTime out;
+  if (rest == "Z") {
+    out.offset_minutes = 0;
+  } else if (rest.size() == 6 && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':') {
+    int oh = 0, om = 0;
+    if (!digits(rest.substr(1, 2), oh) || !digits(rest.substr(4, 2), om) || oh > 14 || om > 59) return std::nullopt;
+    out.offset_minutes = (rest[0] == '-' ? -1 : 1) * (oh * 60 + om);
+  } else if (!rest.empty()) {
     return std::nullopt;
   }
   using namespace std::chrono;
   const year_month_day ymd{year{y}, month{static_cast<unsigned>(mo)}, day{static_cast<unsigned>(d)}};
-  if (!ymd.ok() || h < 0 || h > 24 || mi != 0) return std::nullopt;
-  return (sys_days{ymd}.time_since_epoch().count() * 24LL + h) * kHourMs;
+  if (!ymd.ok() || h < 0 || h > 24 || mi < 0 || mi > 59 || s != 0) return std::nullopt;
+  out.wall_ms = (sys_days{ymd}.time_since_epoch().count() * 24LL + h) * kHourMs + mi * 60'000LL;
+  return out;
 }
 
 std::optional<Component> lml_component(std::string_view name) {
@@ -340,23 +365,25 @@ class SqliteEnvStore final : public EnvStore {
         const auto meta = split(lines[i].second, ';');
         if (meta.size() >= 2 && meta[0] == "Component") file_component = lml_component(meta[1]);
       }
-    // Each area's station: the nearest station of this file within the distance.
-    std::map<std::string, std::size_t> station_col;  // station id -> column
+    // Each area's station: the nearest station of this file within the distance. A station
+    // may have more than one column (RIVM splits a station's series when its instrument was
+    // replaced); a row takes the first of them that has a measurement.
+    std::map<std::string, std::vector<std::size_t>> station_cols;  // station id -> columns
     for (std::size_t i = first_station; i < header.size(); ++i)
-      if (!header[i].empty()) station_col[std::string(header[i])] = i;
-    std::map<std::size_t, std::vector<std::string>> areas_of_col;
+      if (!header[i].empty()) station_cols[std::string(header[i])].push_back(i);
+    std::map<std::string, std::vector<std::string>> areas_of_station;
     for (const auto& a : mapping.areas) {
       const Station* best = nullptr;
       double best_km = mapping.max_distance_km;
       for (const auto& s : mapping.stations) {
-        if (!station_col.count(s.id)) continue;
+        if (!station_cols.count(s.id)) continue;
         const double km = distance_km(a.lat, a.lon, s.lat, s.lon);
         if (km <= best_km) {
           best_km = km;
           best = &s;
         }
       }
-      if (best) areas_of_col[station_col[best->id]].push_back(a.area);
+      if (best) areas_of_station[best->id].push_back(a.area);
     }
     Report report;
     std::lock_guard lock(mu_);
@@ -378,21 +405,32 @@ class SqliteEnvStore final : public EnvStore {
         }
         const auto local = lml_time(cells[static_cast<std::size_t>(begin_col)]);
         if (!local) {
-          report.problem(n, "Begindatumtijd must be YYYYMMDD HH:MM at the start of an hour");
+          report.problem(n, "Begindatumtijd must be YYYYMMDD HH:MM (or YYYY-MM-DD HH:MM[:SS][offset]) at the start of an hour");
           continue;
         }
-        const std::int64_t ms = *local - static_cast<std::int64_t>(utc_offset_hours) * kHourMs;
-        for (const auto& [col, areas] : areas_of_col) {
-          const auto cell = cells[col];
-          if (cell.empty() || cell == "-999" || cell == "NaN") continue;  // no measurement
+        // A time that states its offset is read with it; otherwise it is local at the file's offset.
+        const std::int64_t offset_minutes = local->offset_minutes ? *local->offset_minutes : utc_offset_hours * 60;
+        const std::int64_t ms = local->wall_ms - offset_minutes * 60'000;
+        if (ms % kHourMs != 0) {
+          report.problem(n, "Begindatumtijd is not at the start of a UTC hour");
+          continue;
+        }
+        for (const auto& [station, areas] : areas_of_station) {
+          std::string_view cell;
+          for (const auto col : station_cols.at(station)) {
+            const auto c = cells[col];
+            if (c.empty() || c == "-999" || c == "NaN") continue;  // no measurement
+            cell = c;
+            break;
+          }
+          if (cell.empty()) continue;
           const auto v = number(cell, true);
           if (!v || !out_of_range(*comp, *v).empty()) {
-            report.problem(n, "station " + std::string(header[col]) + ": not a valid concentration");
+            report.problem(n, "station " + station + ": not a valid concentration");
             continue;
           }
           for (const auto& area : areas)
-            if (auto s = put(report, area, *comp, ms, *v, "lml:" + std::string(header[col]) + ":" + std::string(source)); !s)
-              return s;
+            if (auto s = put(report, area, *comp, ms, *v, "lml:" + station + ":" + std::string(source)); !s) return s;
         }
       }
       return {};

@@ -35,6 +35,9 @@ std::string slurp(const std::filesystem::path& p) {
 TEST_CASE("env: the telehub CSV imports, replaces on re-import and refuses bad rows by line", "[environment]") {
   testing::TempDir dir;
   auto store = open(dir);
+  // The store file is the owner's only (mode 0600), even though it holds nothing personal.
+  namespace fs = std::filesystem;
+  CHECK((fs::status(dir.path() / "environment.db").permissions() & (fs::perms::group_all | fs::perms::others_all)) == fs::perms::none);
   const std::string csv =
       "area,time,no2,pm25,temperature\n"
       "3511,2026-03-01T13:00:00Z,21.5,8,7.5\n"
@@ -151,6 +154,40 @@ TEST_CASE("env: the RIVM layout maps each area to its nearest station within the
   CHECK(bad_area.error().message.find("line 3") != std::string::npos);
   CHECK(environment::distance_km(52.0, 5.0, 52.0, 5.0) == 0);
   CHECK(environment::distance_km(52.0, 5.0, 53.0, 5.0) == Approx(111.2).epsilon(0.01));
+}
+
+TEST_CASE("env: the RIVM layout reads times that state their offset and a station split over two columns", "[environment]") {
+  testing::TempDir dir;
+  auto store = open(dir);
+  auto stations = environment::parse_stations_csv("station,name,lat,lon\nNL1,North,52.20,5.10\n");
+  auto areas = environment::parse_areas_csv("area,lat,lon\n3500,52.18,5.10\n");
+  REQUIRE(stations);
+  REQUIRE(areas);
+  const environment::StationMapping mapping{*stations, *areas, 25};
+  // RIVM's metadata block (StationsCode, Stationsnaam, ...) sits under the station columns;
+  // NL1 appears twice, as when its instrument was replaced within the period.
+  const std::string file =
+      ";;;;StationsCode;NL1;NL1\n"
+      ";;;;Stationsnaam;North;North\n"
+      "Component;Bep.periode;Eenheid; Begindatumtijd;Einddatumtijd;NL1;NL1\n"
+      "NO2;Uur;ug/m3;2026-03-01T14:00:00+01:00;2026-03-01T15:00:00+01:00;11;\n"  // the first column
+      "NO2;Uur;ug/m3;2026-03-01T15:00:00Z;2026-03-01T16:00:00Z;;12\n"           // the second column
+      "NO2;Uur;ug/m3;2026-03-01 17:00;2026-03-01 18:00;-999;NaN\n"              // none: no value
+      "NO2;Uur;ug/m3;2026-03-01T18:30:00+05:30;2026-03-01T19:30:00+05:30;14;\n" // 13:00 UTC
+      "NO2;Uur;ug/m3;2026-03-01T19:00:00+01:30;2026-03-01T20:00:00+01:30;15;\n" // line 8: not an hour in UTC
+      "NO2;Uur;ug/m3;2026-03-01T20:00:00+1;2026-03-01T21:00:00+1;16;\n";        // line 9: bad offset
+  auto report = store->import_lml(file, mapping, "x.csv", /*utc_offset_hours=*/3);
+  REQUIRE(report);
+  // +01:00 and Z are read as stated, not at the file's offset (3 h here).
+  CHECK(store->value_at("3500", Component::kNo2, t("2026-03-01T13:00:00Z"))->value() == 14);  // the later row replaced 11
+  CHECK(store->value_at("3500", Component::kNo2, t("2026-03-01T15:00:00Z"))->value() == 12);
+  CHECK(report->values == 3);
+  CHECK(report->replaced == 1);
+  CHECK(store->series("3500", t("2026-03-01T00:00:00Z"), t("2026-03-02T00:00:00Z"))->size() == 2);
+  CHECK(report->refused == 2);
+  REQUIRE(report->problems.size() == 2);
+  CHECK(report->problems[0].starts_with("line 8: "));
+  CHECK(report->problems[1].starts_with("line 9: "));
 }
 
 TEST_CASE("env: the shipped synthetic samples import completely", "[environment]") {

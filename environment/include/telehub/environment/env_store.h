@@ -114,7 +114,8 @@ class EnvStore {
   // Imports a file in the layout of the Dutch national air-quality open data (RIVM
   // Luchtmeetnet; docs/environment.md), mapping each station's values to the areas whose
   // nearest station measuring that component it is, within mapping.max_distance_km.
-  // `utc_offset_hours`: the file's times are local at this offset (RIVM publishes UTC+1).
+  // `utc_offset_hours`: the file's times that state no offset are local at this offset (RIVM
+  // publishes UTC+1); a time with an offset ("+01:00", "Z") is read with its own.
   [[nodiscard]] virtual Result<ImportReport> import_lml(std::string_view text, const StationMapping& mapping,
                                                               std::string_view source, int utc_offset_hours) = 0;
 };
