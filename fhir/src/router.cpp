@@ -266,8 +266,8 @@ class Handlers {
     std::vector<ObservationEntry> entries;
     for (const auto& o : items) entries.push_back({&o, nullptr});
     for (const auto& c : clinical_items) entries.push_back({nullptr, &c});
-    return observation_bundle(p, *search, inc, search_url(options_.base_url, *search, search->after) + inc.link, next_url,
-                              entries);
+    return observation_bundle(p, search->subject, search->ignored, inc,
+                              search_url(options_.base_url, *search, search->after) + inc.link, next_url, entries);
   }
 
   struct ObservationIncludes {
@@ -403,19 +403,23 @@ class Handlers {
     if (!cursor.empty()) self += "&_cursor=" + percent_encode("m:" + cursor);
     std::string next_url;
     if (next_home != "x" || next_clinical != "x") next_url = base + "&_cursor=" + percent_encode("m:" + next_home + "~" + next_clinical);
-    return observation_bundle(p, search, inc, self, next_url, entries);
+    return observation_bundle(p, search.subject, search.ignored, inc, self, next_url, entries);
   }
 
-  // The searchset Bundle of an Observation search: the entries, then the included Patient and
-  // Devices, then the OperationOutcome naming ignored parameters.
-  Response observation_bundle(const Principal& p, const ObservationSearch& search, const ObservationIncludes& inc,
-                              const std::string& self_url, const std::string& next_url,
-                              const std::vector<ObservationEntry>& entries) const {
+  // The searchset Bundle of an Observation search or $lastn: the entries, then the included
+  // Patient and Devices, then the OperationOutcome naming ignored parameters; `total` when given.
+  Response observation_bundle(const Principal& p, const std::string& subject, const std::vector<std::string>& ignored,
+                              const ObservationIncludes& inc, const std::string& self_url, const std::string& next_url,
+                              const std::vector<ObservationEntry>& entries, std::optional<int> total = std::nullopt) const {
     JsonBuffer buffer;
     JsonWriter w(buffer);
     w.StartObject();
     write_member(w, "resourceType", "Bundle");
     write_member(w, "type", "searchset");
+    if (total) {
+      write_key(w, "total");
+      w.Int(*total);
+    }
     write_key(w, "link");
     w.StartArray();
     w.StartObject();
@@ -429,7 +433,7 @@ class Handlers {
       w.EndObject();
     }
     w.EndArray();
-    if (!entries.empty() || !search.ignored.empty()) {
+    if (!entries.empty() || !ignored.empty()) {
       write_key(w, "entry");
       w.StartArray();
       std::vector<std::string> devices;
@@ -440,20 +444,12 @@ class Handlers {
         }
         const auto& o = *e.home;
         if (std::find(devices.begin(), devices.end(), o.reading.device) == devices.end()) devices.push_back(o.reading.device);
-        w.StartObject();
-        write_member(w, "fullUrl", options_.base_url + "/Observation/" + std::to_string(o.id));
-        write_key(w, "resource");
-        write_observation(w, o, rules());
-        write_key(w, "search");
-        w.StartObject();
-        write_member(w, "mode", "match");
-        w.EndObject();
-        w.EndObject();
+        write_home_entry(w, o);
       }
       if (inc.patient && !entries.empty()) {
-        Response patient = read_patient_body(p, search.subject);
+        Response patient = read_patient_body(p, subject);
         if (patient.status == 200)
-          write_raw_entry(w, options_.base_url + "/Patient/" + search.subject, patient.body, "include");
+          write_raw_entry(w, options_.base_url + "/Patient/" + subject, patient.body, "include");
       }
       if (inc.device) {
         for (const auto& id : devices) {
@@ -464,11 +460,24 @@ class Handlers {
           write_raw_entry(w, options_.base_url + "/Device/" + id, device_json(**device), "include");
         }
       }
-      if (!search.ignored.empty()) write_ignored_outcome(w, search.ignored);
+      if (!ignored.empty()) write_ignored_outcome(w, ignored);
       w.EndArray();
     }
     w.EndObject();
     return json_response(200, to_string(buffer));
+  }
+
+  // A searchset entry for a home reading: fullUrl, the Observation, search.mode match.
+  void write_home_entry(JsonWriter& w, const storage::StoredObservation& o) const {
+    w.StartObject();
+    write_member(w, "fullUrl", options_.base_url + "/Observation/" + std::to_string(o.id));
+    write_key(w, "resource");
+    write_observation(w, o, rules());
+    write_key(w, "search");
+    w.StartObject();
+    write_member(w, "mode", "match");
+    w.EndObject();
+    w.EndObject();
   }
 
   Response read_observation(const Request& r, const Principal& p, std::string_view id_text) const {
@@ -602,43 +611,9 @@ class Handlers {
     std::string self = options_.base_url + "/Observation/$lastn?";
     for (const auto& q : request->link_params) self += percent_encode(q.name) + "=" + percent_encode(q.value) + "&";
     self.pop_back();
-    JsonBuffer buffer;
-    JsonWriter w(buffer);
-    w.StartObject();
-    write_member(w, "resourceType", "Bundle");
-    write_member(w, "type", "searchset");
-    write_key(w, "total");
-    w.Int(static_cast<int>(kept.size()));
-    write_key(w, "link");
-    w.StartArray();
-    w.StartObject();
-    write_member(w, "relation", "self");
-    write_member(w, "url", self);
-    w.EndObject();
-    w.EndArray();
-    if (!kept.empty() || !request->ignored.empty()) {
-      write_key(w, "entry");
-      w.StartArray();
-      for (const Item* item : kept) {
-        if (item->clinical) {
-          write_entry(w, *item->clinical, "match");
-          continue;
-        }
-        w.StartObject();
-        write_member(w, "fullUrl", options_.base_url + "/Observation/" + std::to_string(item->home->id));
-        write_key(w, "resource");
-        write_observation(w, *item->home, rules());
-        write_key(w, "search");
-        w.StartObject();
-        write_member(w, "mode", "match");
-        w.EndObject();
-        w.EndObject();
-      }
-      if (!request->ignored.empty()) write_ignored_outcome(w, request->ignored);
-      w.EndArray();
-    }
-    w.EndObject();
-    return json_response(200, to_string(buffer));
+    std::vector<ObservationEntry> entries;
+    for (const Item* item : kept) entries.push_back({item->home, item->clinical});
+    return observation_bundle(p, request->subject, request->ignored, {}, self, "", entries, static_cast<int>(entries.size()));
   }
 
   // The $lastn group of a clinical Observation (see lastn()); "" when it has no coding.
@@ -1222,17 +1197,7 @@ class Handlers {
       q.limit = room;
       auto page = store_.observations().search(q);
       if (!page) return internal_error(page.error());
-      for (const auto& o : page->items) {
-        e.StartObject();
-        write_member(e, "fullUrl", options_.base_url + "/Observation/" + std::to_string(o.id));
-        write_key(e, "resource");
-        write_observation(e, o, rules());
-        write_key(e, "search");
-        e.StartObject();
-        write_member(e, "mode", "match");
-        e.EndObject();
-        e.EndObject();
-      }
+      for (const auto& o : page->items) write_home_entry(e, o);
       if (page->next) next = "h:" + format_cursor(*page->next);
     } else if (!env_phase && next.empty() && room == 0 && wanted("Observation") && !home_phase) {
       next = "h:";  // the clinical phase filled this page: the home readings follow
