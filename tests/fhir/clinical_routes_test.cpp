@@ -227,6 +227,25 @@ std::int64_t entry_date(const rapidjson::Value& entry) {
   return range->from_ms;
 }
 
+// Stores one heart rate of `subject` as message `sequence` of `device`.
+void append_heart_rate(Fixture& f, const std::string& subject, const std::string& device, std::uint64_t sequence,
+                       core::TimePoint time, double value) {
+  storage::MessageBatch b;
+  b.device_id = device;
+  b.sequence = sequence;
+  b.content_hash = device + "#" + std::to_string(sequence);
+  b.received_at = core::system_clock().now();
+  core::Reading r;
+  r.device = device;
+  r.code = "8867-4";
+  r.value = value;
+  r.unit = "/min";
+  r.time = time;
+  r.sequence = sequence;
+  b.readings.push_back(privacy::PseudonymousReading::bind(std::move(r), *privacy::SubjectPseudonym::parse(subject)));
+  REQUIRE(f.store->observations().append(std::move(b)));
+}
+
 // Imports the Synthea patient and gives them 60 home heart-rate readings from 2012 to 2021,
 // between the clinical Observations' dates. Returns the patient's pseudonym.
 std::string synthea_with_home_readings(Fixture& f, const std::string& token) {
@@ -239,24 +258,10 @@ std::string synthea_with_home_readings(Fixture& f, const std::string& token) {
     if (location.starts_with("Patient/")) patient = location.substr(8, 32);
   }
   REQUIRE(patient.size() == 32);
-  const auto subject = *privacy::SubjectPseudonym::parse(patient);
   const std::int64_t t0 = 1'328'000'000'000;  // 2012-01-31
-  for (std::uint64_t i = 0; i < 60; ++i) {
-    storage::MessageBatch b;
-    b.device_id = "dev-sort";
-    b.sequence = i + 1;
-    b.content_hash = "h" + std::to_string(i);
-    b.received_at = core::system_clock().now();
-    core::Reading r;
-    r.device = b.device_id;
-    r.code = "8867-4";
-    r.value = 60 + static_cast<double>(i % 30);
-    r.unit = "/min";
-    r.time = core::from_unix_millis(t0 + static_cast<std::int64_t>(i) * 5'000'000'000);  // every ~58 days
-    r.sequence = b.sequence;
-    b.readings.push_back(privacy::PseudonymousReading::bind(std::move(r), subject));
-    REQUIRE(f.store->observations().append(std::move(b)));
-  }
+  for (std::uint64_t i = 0; i < 60; ++i)  // every ~58 days
+    append_heart_rate(f, patient, "dev-sort", i + 1, core::from_unix_millis(t0 + static_cast<std::int64_t>(i) * 5'000'000'000),
+                      60 + static_cast<double>(i % 30));
   return patient;
 }
 
@@ -303,23 +308,9 @@ TEST_CASE("Observation _sort=date and -date merge home readings and clinical Obs
 
   // Newest first, while a newer reading arrives in the middle of the walk: it is not shown (it
   // sorts before the position already reached), nothing repeats, nothing is lost.
-  const auto subject = *privacy::SubjectPseudonym::parse(patient);
   const auto descending = walk(f, token, "/fhir/Observation?patient=" + patient + "&_sort=-date&_count=13", [&](int page) {
-    if (page != 3) return;
-    storage::MessageBatch b;
-    b.device_id = "dev-sort";
-    b.sequence = 1000;
-    b.content_hash = "late";
-    b.received_at = core::system_clock().now();
-    core::Reading r;
-    r.device = b.device_id;
-    r.code = "8867-4";
-    r.value = 77;
-    r.unit = "/min";
-    r.time = core::from_unix_millis(1'700'000'000'000);  // 2023, newer than everything
-    r.sequence = b.sequence;
-    b.readings.push_back(privacy::PseudonymousReading::bind(std::move(r), subject));
-    REQUIRE(f.store->observations().append(std::move(b)));
+    // 2023: newer than everything.
+    if (page == 3) append_heart_rate(f, patient, "dev-sort", 1000, core::from_unix_millis(1'700'000'000'000), 77);
   });
   REQUIRE(descending.size() == ascending.size());
   ordered = true;
@@ -464,24 +455,9 @@ TEST_CASE("Patient $everything includes the environment of the patient's home ar
   for (const auto& [k, v] : created.headers)
     if (k == "Location") patient = v.substr(v.find("/Patient/") + 9, 32);
   REQUIRE(patient.size() == 32);
-  const auto subject = *privacy::SubjectPseudonym::parse(patient);
   // Home readings from 10:20 to 13:40 on 2026-03-01.
-  for (std::uint64_t i = 0; i < 3; ++i) {
-    storage::MessageBatch b;
-    b.device_id = "dev-env";
-    b.sequence = i + 1;
-    b.content_hash = "e" + std::to_string(i);
-    b.received_at = core::system_clock().now();
-    core::Reading r;
-    r.device = b.device_id;
-    r.code = "8867-4";
-    r.value = 70;
-    r.unit = "/min";
-    r.time = *core::parse_rfc3339("2026-03-01T10:20:00Z") + std::chrono::minutes(100 * i);
-    r.sequence = b.sequence;
-    b.readings.push_back(privacy::PseudonymousReading::bind(std::move(r), subject));
-    REQUIRE(f.store->observations().append(std::move(b)));
-  }
+  for (std::uint64_t i = 0; i < 3; ++i)
+    append_heart_rate(f, patient, "dev-env", i + 1, *core::parse_rfc3339("2026-03-01T10:20:00Z") + std::chrono::minutes(100 * i), 70);
   // Environment: three components every hour of the day in 3511, and another area.
   std::string csv = "area,time,pm25,no2,temperature\n";
   for (int h = 0; h < 24; ++h) {
