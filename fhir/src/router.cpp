@@ -1295,12 +1295,9 @@ class Handlers {
       q.descending = true;
       auto last = store_.observations().search(q);
       if (!last) return tl::unexpected(last.error());
-      if (first->items.empty() || last->items.empty()) {
-        if (!start || !end) return std::string();
-      } else {
-        if (!start) start = std::chrono::floor<std::chrono::hours>(first->items.front().reading.time);
-        if (!end) end = std::chrono::floor<std::chrono::hours>(last->items.front().reading.time) + std::chrono::hours(1);
-      }
+      if (first->items.empty() || last->items.empty()) return std::string();  // no readings: no period
+      if (!start) start = std::chrono::floor<std::chrono::hours>(first->items.front().reading.time);
+      if (!end) end = std::chrono::floor<std::chrono::hours>(last->items.front().reading.time) + std::chrono::hours(1);
     }
     if (!start || !end || *start >= *end) return std::string();
     core::TimePoint from = *start;

@@ -122,13 +122,22 @@ Result<AggregateTable> aggregate_study(const Sources& sources, const Study& stud
   }
   const bool variable = std::any_of(study.variables.begin(), study.variables.end(),
                                     [&](const Variable& v) { return v.code == query.code; });
+  // Rows of the asked variable only (or of the panels, one of which holds the member), without
+  // exposures: the table uses neither the other variables nor the exposure lookups.
+  Study rows_of = study;
+  rows_of.environment.clear();
+  std::erase_if(rows_of.variables, [&](const Variable& v) {
+    if (variable) return v.code != query.code;
+    const core::CodeInfo* info = core::find_code(v.code);
+    return !(info && info->panel);
+  });
   bool member_seen = false;
   std::vector<AggregateInput> inputs;
   for (const auto& subject : cohort->subjects) {
     std::string group;
     for (std::size_t i = 0; i < columns.size(); ++i)
       group += (i ? "|" : "") + subject.quasi_identifiers[columns[i]];
-    auto status = for_each_row(sources, study, subject, now, [&](const Row& row) -> Status {
+    auto status = for_each_row(sources, rows_of, subject, now, [&](const Row& row) -> Status {
       for (const auto& v : row.values) {
         if (v.code != query.code) continue;
         member_seen = true;
@@ -156,6 +165,8 @@ Status write_fhir_dataset(const Sources& sources, const Study& study, core::Time
   auto wants = [&](std::string_view t) { return types.empty() || std::find(types.begin(), types.end(), t) != types.end(); };
   auto cohort = build_cohort(sources, study, now);
   if (!cohort) return tl::unexpected(cohort.error());
+  Study rows_of = study;
+  rows_of.environment.clear();  // the FHIR dataset carries no exposures: no lookups
   for (const auto& subject : cohort->subjects) {
     const std::string& sp = subject.study_pseudonym;
     if (wants("Patient")) {
@@ -204,7 +215,7 @@ Status write_fhir_dataset(const Sources& sources, const Study& study, core::Time
     }
     if (!wants("Observation")) continue;
     std::int64_t n = 0;
-    auto status = for_each_row(sources, study, subject, now, [&](const Row& row) -> Status {
+    auto status = for_each_row(sources, rows_of, subject, now, [&](const Row& row) -> Status {
       if (row.values.empty()) return {};
       // The time shown: shifted, or counted from the nominal enrolment.
       const core::TimePoint shown =
