@@ -560,7 +560,7 @@ class Handlers {
       const clinical::StoredResource* clinical = nullptr;
     };
     std::vector<storage::StoredObservation> latest;
-    std::vector<clinical::StoredResource> clinical_found;
+    std::vector<std::pair<std::string, clinical::StoredResource>> clinical_found;  // (group, resource)
     std::vector<Item> items;
     if (!request->matches_nothing) {
       auto found = store_.observations().latest(request->subject, request->codes, request->max);
@@ -589,13 +589,12 @@ class Handlers {
           const std::string group = lastn_group(c.json, request->codes, home_codes);
           if (group.empty() || taken[group] >= request->max) continue;
           ++taken[group];
-          clinical_found.push_back(std::move(c));
+          clinical_found.emplace_back(group, std::move(c));
         }
         if (page->next_cursor.empty()) break;
         q.cursor = page->next_cursor;
       }
-      for (const auto& c : clinical_found)
-        items.push_back({lastn_group(c.json, request->codes, home_codes), c.sort_key, nullptr, &c});
+      for (const auto& [group, c] : clinical_found) items.push_back({group, c.sort_key, nullptr, &c});
     }
     // Per group the newest `max` of both sources; on equal times the home reading first.
     std::stable_sort(items.begin(), items.end(), [](const Item& a, const Item& b) {
