@@ -361,6 +361,11 @@ std::string make_cursor(std::string_view tag, std::int64_t key, std::string_view
   return core::to_hex(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()));
 }
 
+// The order a search cursor belongs to: "dA", "dD", "uA" or "uD".
+std::string sort_tag(const Query& q) {
+  return std::string(q.sort == SortBy::kDate ? "d" : "u") + (q.descending ? "D" : "A");
+}
+
 Result<std::pair<std::int64_t, std::string>> parse_cursor(std::string_view cursor, std::string_view tag) {
   auto bytes = core::from_hex(cursor);
   if (!bytes) return bad_query("the cursor is not one this store issued");
@@ -561,7 +566,7 @@ class SqliteResourceStore final : public ResourceStore {
     if (q.limit < 1 || q.limit > 1000) return bad_query("limit must be 1..1000");
     auto bound = bind_query(q);
     if (!bound) return tl::unexpected(bound.error());
-    const std::string tag = std::string(q.sort == SortBy::kDate ? "d" : "u") + (q.descending ? "D" : "A");
+    const std::string tag = sort_tag(q);
     std::optional<std::pair<std::int64_t, std::string>> after;
     if (!q.cursor.empty()) {
       auto c = parse_cursor(q.cursor, tag);
@@ -592,7 +597,6 @@ class SqliteResourceStore final : public ResourceStore {
       page.resources.push_back(from_row(*st));
       last_key = st->column_int64(6);
       page.resources.back().sort_key = last_key;
-      page.resources.back().cursor = make_cursor(tag, last_key, page.resources.back().id);
     }
     return page;
   }
@@ -972,6 +976,8 @@ const std::vector<IndexedParam>& index_table() {
   }();
   return table;
 }
+
+std::string cursor_after(const Query& q, const StoredResource& r) { return make_cursor(sort_tag(q), r.sort_key, r.id); }
 
 Result<std::unique_ptr<ResourceStore>> ResourceStore::open(const std::filesystem::path& path,
                                                            const core::Clock& clock) {

@@ -396,7 +396,7 @@ class Handlers {
     if (search.matches_nothing || (h == home.size() && !home_more)) next_home = "x";
     else if (h > 0) next_home = format_cursor({core::to_unix_millis(home[h - 1].reading.time), home[h - 1].id});
     if (!options_.clinical || search.matches_nothing || (c == clin.size() && !clinical_more)) next_clinical = "x";
-    else if (c > 0) next_clinical = clin[c - 1].cursor;
+    else if (c > 0) next_clinical = clinical::cursor_after(clinical_observation_query(search, descending), clin[c - 1]);
     const std::string sort = descending ? "&_sort=-date" : "&_sort=date";
     const std::string base = search_url(options_.base_url, search, std::nullopt) + sort + inc.link;
     std::string self = base;

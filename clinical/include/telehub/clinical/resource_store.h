@@ -133,11 +133,10 @@ struct StoredResource {
   std::string subject;  // pseudonym, or "" when the resource has none
   std::string json;     // with id, meta.versionId and meta.lastUpdated set
   // Set by search() only: the resource's key in the query's sort order (the start of its date
-  // range in Unix ms, INT64_MIN without one, for SortBy::kDate; lastUpdated in ms otherwise),
-  // and the cursor that continues after this resource. So a caller that merges a page with
-  // another sorted source and uses only part of it can continue right after the last one used.
+  // range in Unix ms, INT64_MIN without one, for SortBy::kDate; lastUpdated in ms otherwise).
+  // With cursor_after(), a caller that merges a page with another sorted source and uses only
+  // part of it can continue right after the last one used.
   std::int64_t sort_key = 0;
-  std::string cursor;
 };
 
 struct Page {
@@ -177,6 +176,10 @@ struct WriteResult {
   std::int64_t version = 0;
   core::TimePoint last_updated;
 };
+
+// The cursor (as Page::next_cursor) that continues query `q` right after `r`, a resource of a
+// page search(q) returned.
+std::string cursor_after(const Query& q, const StoredResource& r);
 
 // The search parameters the store indexes, per type (docs/clinical.md has the same table).
 struct IndexedParam {
